@@ -1,0 +1,153 @@
+// The only translation unit that knows about Python. Functions take raw pointers as integers
+// and plain sizes; emohrnet_fast/ops/*.py validates every tensor before calling in (see
+// DESIGN.md: the compiled core does not link libtorch).
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "log_mel/log_mel.h"
+
+#if defined(EMOHRNET_WITH_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+namespace py = pybind11;
+namespace lm = emohrnet_fast::log_mel;
+
+namespace {
+
+template <typename T>
+T* ptr(std::uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+struct LogMelCall {
+  lm::Params params;
+  lm::Buffers buffers;
+};
+
+LogMelCall make_log_mel_call(std::uintptr_t waveform, std::uintptr_t window,
+                             std::uintptr_t twiddles, std::uintptr_t fb_weights,
+                             std::uintptr_t fb_offsets, std::uintptr_t fb_first_bin,
+                             std::uintptr_t dct, std::uintptr_t out, std::uintptr_t bands_scratch,
+                             std::uintptr_t example_max, int64_t batch, int64_t length,
+                             int n_fft, int hop_length, int n_bands, int n_mfcc, bool use_mel,
+                             int power, int output, float log_eps, float db_amin,
+                             float db_multiplier, bool clamp_top_db, float top_db,
+                             int num_threads) {
+  LogMelCall call;
+  lm::Params& p = call.params;
+  p.batch = batch;
+  p.length = length;
+  p.frames = 1 + length / hop_length;
+  p.n_fft = n_fft;
+  p.hop_length = hop_length;
+  p.n_bands = n_bands;
+  p.n_mfcc = n_mfcc;
+  p.use_mel = use_mel;
+  p.power = power;
+  p.output = static_cast<lm::Output>(output);
+  p.log_eps = log_eps;
+  p.db_amin = db_amin;
+  p.db_multiplier = db_multiplier;
+  p.clamp_top_db = clamp_top_db;
+  p.top_db = top_db;
+  p.num_threads = num_threads;
+  lm::Buffers& b = call.buffers;
+  b.waveform = ptr<const float>(waveform);
+  b.window = ptr<const float>(window);
+  b.twiddles = ptr<const float>(twiddles);
+  b.fb_weights = ptr<const float>(fb_weights);
+  b.fb_offsets = ptr<const int32_t>(fb_offsets);
+  b.fb_first_bin = ptr<const int32_t>(fb_first_bin);
+  b.dct = ptr<const float>(dct);
+  b.out = ptr<float>(out);
+  b.bands_scratch = ptr<float>(bands_scratch);
+  b.example_max = ptr<float>(example_max);
+  return call;
+}
+
+int cuda_device_count() {
+#if defined(EMOHRNET_WITH_CUDA)
+  int count = 0;
+  // Without a driver this returns an error, which means "no usable device", not a crash.
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "emohrnet_fast compiled core: CPU (and, when built with nvcc, CUDA) kernels.";
+
+  m.def("has_cuda", []() {
+#if defined(EMOHRNET_WITH_CUDA)
+    return true;
+#else
+    return false;
+#endif
+  }, "Whether the CUDA kernels were compiled into this build.");
+  m.def("cuda_device_count", &cuda_device_count,
+        "CUDA devices usable by this build (0 without CUDA kernels or without a driver).");
+  m.def("build_info", []() {
+    py::dict info;
+#if defined(EMOHRNET_WITH_CUDA)
+    info["cuda"] = true;
+    info["cuda_architectures"] = std::string(EMOHRNET_CUDA_ARCHITECTURES);
+    info["cuda_toolkit"] = std::to_string(CUDART_VERSION / 1000) + "." +
+                           std::to_string((CUDART_VERSION % 1000) / 10);
+#else
+    info["cuda"] = false;
+#endif
+#if defined(_OPENMP)
+    info["openmp"] = _OPENMP;
+#endif
+    info["compiler"] = std::string(__VERSION__);
+    return info;
+  }, "What this build of the compiled core contains.");
+
+  m.def(
+      "log_mel",
+      [](std::uintptr_t waveform, std::uintptr_t window, std::uintptr_t twiddles,
+         std::uintptr_t fb_weights, std::uintptr_t fb_offsets, std::uintptr_t fb_first_bin,
+         std::uintptr_t dct, std::uintptr_t out, std::uintptr_t bands_scratch,
+         std::uintptr_t example_max, int64_t batch, int64_t length, int n_fft, int hop_length,
+         int n_bands, int n_mfcc, bool use_mel, int power, int output, float log_eps,
+         float db_amin, float db_multiplier, bool clamp_top_db, float top_db, int num_threads,
+         bool cuda, std::uintptr_t stream) {
+        const LogMelCall call = make_log_mel_call(
+            waveform, window, twiddles, fb_weights, fb_offsets, fb_first_bin, dct, out,
+            bands_scratch, example_max, batch, length, n_fft, hop_length, n_bands, n_mfcc,
+            use_mel, power, output, log_eps, db_amin, db_multiplier, clamp_top_db, top_db,
+            num_threads);
+        if (!cuda) {
+          py::gil_scoped_release release;
+          lm::log_mel_cpu(call.params, call.buffers);
+          return;
+        }
+#if defined(EMOHRNET_WITH_CUDA)
+        lm::log_mel_cuda(call.params, call.buffers, stream);
+#else
+        (void)stream;
+        throw std::runtime_error("emohrnet_fast was built without CUDA kernels");
+#endif
+      },
+      py::kw_only(), py::arg("waveform"), py::arg("window"), py::arg("twiddles"),
+      py::arg("fb_weights"), py::arg("fb_offsets"), py::arg("fb_first_bin"), py::arg("dct"),
+      py::arg("out"), py::arg("bands_scratch"), py::arg("example_max"), py::arg("batch"),
+      py::arg("length"), py::arg("n_fft"), py::arg("hop_length"), py::arg("n_bands"),
+      py::arg("n_mfcc"), py::arg("use_mel"), py::arg("power"), py::arg("output"),
+      py::arg("log_eps"), py::arg("db_amin"), py::arg("db_multiplier"), py::arg("clamp_top_db"),
+      py::arg("top_db"), py::arg("num_threads"), py::arg("cuda"), py::arg("stream"),
+      "Fused log-Mel front-end (see emohrnet_fast.ops.log_mel). `cuda` selects the back-end; "
+      "`stream` is the cudaStream_t, as an integer, that CUDA work is queued on.");
+}

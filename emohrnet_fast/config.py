@@ -1,0 +1,146 @@
+"""Dataclass configs: the one place where defaults live."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+MelScale = Literal["htk", "slaney"]
+MelNorm = Literal["slaney"] | None
+FeatureOutput = Literal["power", "log", "db"]
+
+MAX_N_FFT = 8192
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Feature front-end settings; the defaults are our EmoHRNet preset.
+
+    Parameters follow ``torchaudio.transforms.MelSpectrogram`` (+ ``AmplitudeToDB``), with
+    ``window='hann'`` (periodic), ``center=True`` and ``pad_mode='reflect'`` fixed. The
+    config is validated on construction; every invalid setting raises ``ValueError`` naming
+    the field.
+
+    Differences from torchaudio, on purpose:
+
+    * ``top_db`` clamps each example (waveform) on its own; torchaudio clamps a 3-D batch as
+      one, so there a clip's features depend on the other clips in its batch.
+    * ``mel_scale`` defaults to ``"slaney"`` (librosa's default), not torchaudio's ``"htk"``:
+      with the HTK scale, 128 bands and ``n_fft=512`` at 16 kHz, band 0 holds no FFT bin
+      (torchaudio warns and returns a constant row); we reject configs with empty bands, and
+      the Slaney scale (linear below 1 kHz) gives every band at least one bin here.
+    * ``output='db'`` uses ``10*log10`` for ``power=2`` and ``20*log10`` for ``power=1``, as
+      ``AmplitudeToDB(stype='power' | 'magnitude')``.
+    """
+
+    sample_rate: int = 16000  # Hz of the input waveform
+    n_fft: int = 512  # FFT size in samples: even, 2 ... 8192
+    win_length: int | None = None  # periodic Hann length (<= n_fft, zero-padded, centred); None: n_fft
+    hop_length: int = 160  # samples between frame starts; frames = 1 + time // hop_length
+    f_min: float = 0.0  # Hz, lowest edge of the first Mel band
+    f_max: float | None = None  # Hz, highest edge of the last band; None: sample_rate / 2
+    n_mels: int | None = 128  # Mel bands; None: the linear spectrogram (n_fft // 2 + 1 bins)
+    power: float = 2.0  # 2: power |X|^2, 1: magnitude |X|
+    norm: MelNorm = None  # None or "slaney" (area normalisation of each band)
+    mel_scale: MelScale = "slaney"  # "slaney" (linear below 1 kHz) or "htk" Hz-to-Mel mapping
+    output: FeatureOutput = "db"  # "power", "log" (log(x + eps)) or "db"
+    top_db: float | None = 80.0  # output="db" only: per-example floor at max_dB - top_db
+    eps: float = 1e-6  # output="log": log(x + eps)
+    amin: float = 1e-10  # output="db": multiplier * log10(max(x, amin))
+    n_mfcc: int | None = None  # DCT-II (ortho) coefficients of the log/dB bands (MFCC)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def replace(self, **changes) -> FrontEndConfig:
+        """A copy with ``changes`` applied (and validated); unknown field names are errors."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"FrontEndConfig has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def n_freqs(self) -> int:
+        """FFT bins of the one-sided spectrum: ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def n_bands(self) -> int:
+        """Rows before the optional DCT: ``n_mels``, or ``n_freqs`` without a Mel filterbank."""
+        return self.n_mels if self.n_mels is not None else self.n_freqs
+
+    @property
+    def n_features(self) -> int:
+        """Rows of the output: ``n_mfcc`` if set, else ``n_bands``."""
+        return self.n_mfcc if self.n_mfcc is not None else self.n_bands
+
+    @property
+    def resolved_win_length(self) -> int:
+        return self.win_length if self.win_length is not None else self.n_fft
+
+    @property
+    def resolved_f_max(self) -> float:
+        return float(self.f_max) if self.f_max is not None else self.sample_rate / 2
+
+    @property
+    def clamps_top_db(self) -> bool:
+        """Whether the per-example top_db floor applies (only to dB output)."""
+        return self.output == "db" and self.top_db is not None
+
+    @property
+    def db_multiplier(self) -> float:
+        return 10.0 if self.power == 2.0 else 20.0
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames of a waveform of ``num_samples`` samples (center=True)."""
+        return 1 + num_samples // self.hop_length
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate(c: FrontEndConfig) -> None:
+    def fail(field: str, expected: str) -> None:
+        raise ValueError(f"FrontEndConfig.{field}={getattr(c, field)!r}: expected {expected}")
+
+    if not _is_int(c.sample_rate) or c.sample_rate <= 0:
+        fail("sample_rate", "a positive integer (Hz)")
+    if not _is_int(c.n_fft) or c.n_fft < 2 or c.n_fft % 2 or c.n_fft > MAX_N_FFT:
+        fail("n_fft", f"an even integer from 2 to {MAX_N_FFT}")
+    if c.win_length is not None and (not _is_int(c.win_length) or not 1 <= c.win_length <= c.n_fft):
+        fail("win_length", f"None or an integer from 1 to n_fft={c.n_fft}")
+    if not _is_int(c.hop_length) or c.hop_length < 1:
+        fail("hop_length", "an integer >= 1")
+    nyquist = c.sample_rate / 2
+    if c.f_max is not None and not 0 < c.f_max <= nyquist:
+        fail("f_max", f"None or in (0, sample_rate / 2 = {nyquist:g}] Hz")
+    if not 0 <= c.f_min < c.resolved_f_max:
+        fail("f_min", f"in [0, f_max = {c.resolved_f_max:g}) Hz")
+    if c.n_mels is not None and (not _is_int(c.n_mels) or c.n_mels < 1):
+        fail("n_mels", "None (linear spectrogram) or an integer >= 1")
+    if c.power not in (1.0, 2.0):
+        fail("power", "1.0 (magnitude) or 2.0 (power)")
+    if c.norm not in (None, "slaney"):
+        fail("norm", "None or 'slaney'")
+    if c.mel_scale not in ("htk", "slaney"):
+        fail("mel_scale", "'htk' or 'slaney'")
+    if c.output not in ("power", "log", "db"):
+        fail("output", "'power', 'log' or 'db'")
+    if c.top_db is not None and not c.top_db >= 0:
+        fail("top_db", "None or a number >= 0 (dB)")
+    if not c.eps > 0:
+        fail("eps", "a number > 0")
+    if not c.amin > 0:
+        fail("amin", "a number > 0")
+    if c.n_mfcc is not None:
+        if not _is_int(c.n_mfcc) or not 1 <= c.n_mfcc <= c.n_bands:
+            fail("n_mfcc", f"None or an integer from 1 to the number of bands ({c.n_bands})")
+        if c.output == "power":
+            fail("output", "'log' or 'db' when n_mfcc is set (MFCCs are a DCT of log bands)")
+    if c.n_mels is not None:
+        # Local import: the filterbank module is the single source of the Mel formula.
+        from emohrnet_fast.ops.mel import check_bands_nonempty
+
+        check_bands_nonempty(c)

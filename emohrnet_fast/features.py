@@ -1,0 +1,70 @@
+"""Feature front-ends as ``nn.Module``s over :func:`emohrnet_fast.ops.log_mel`.
+
+Arguments are :class:`~emohrnet_fast.FrontEndConfig` fields (torchaudio's names); anything
+not given keeps the config default, so defaults live in one place. The kernel constants are
+non-persistent buffers: ``module.to(device)`` moves them, and state dicts stay empty.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from emohrnet_fast.config import FrontEndConfig
+from emohrnet_fast.ops.log_mel import log_mel
+from emohrnet_fast.ops.mel import FrontEndTables, build_tables
+
+
+class FrontEnd(nn.Module):
+    """Any front-end config as a module: ``(..., time)`` -> ``(..., n_features, frames)``."""
+
+    def __init__(self, config: FrontEndConfig | None = None, **overrides) -> None:
+        super().__init__()
+        config = FrontEndConfig() if config is None else config
+        self.config = config.replace(**overrides) if overrides else config
+        for name, table in zip(FrontEndTables._fields, build_tables(self.config)):
+            self.register_buffer(name, table, persistent=False)
+
+    def tables(self) -> FrontEndTables:
+        return FrontEndTables(*(getattr(self, name) for name in FrontEndTables._fields))
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """``waveform (..., time)`` float -> ``(..., n_features, frames)`` float32."""
+        return log_mel(waveform, self.config, tables=self.tables())
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"sample_rate={c.sample_rate}, n_fft={c.n_fft}, hop_length={c.hop_length}, "
+            f"n_mels={c.n_mels}, n_mfcc={c.n_mfcc}, output={c.output!r}"
+        )
+
+
+class LogMel(FrontEnd):
+    """Log-Mel spectrogram, ``(..., time)`` -> ``(..., n_mels, frames)``; default dB with a
+    per-example ``top_db=80`` floor (MelSpectrogram + AmplitudeToDB)."""
+
+    def __init__(self, config: FrontEndConfig | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        if self.config.n_mels is None or self.config.n_mfcc is not None:
+            raise ValueError("LogMel needs n_mels set and n_mfcc=None (see Spectrogram, MFCC)")
+
+
+class Spectrogram(FrontEnd):
+    """Linear-frequency spectrogram, ``(..., time)`` -> ``(..., n_fft // 2 + 1, frames)``,
+    in the config's ``output`` scale (dB by default; ``output='power'`` for torchaudio's
+    ``Spectrogram``)."""
+
+    def __init__(self, config: FrontEndConfig | None = None, **overrides) -> None:
+        super().__init__(config, **{**overrides, "n_mels": None})
+
+
+class MFCC(FrontEnd):
+    """MFCCs, ``(..., time)`` -> ``(..., n_mfcc, frames)``: DCT-II (ortho) of the dB Mel
+    spectrogram, as ``torchaudio.transforms.MFCC(log_mels=False)`` (``output='log'`` gives
+    ``log_mels=True``)."""
+
+    def __init__(self, n_mfcc: int = 40, config: FrontEndConfig | None = None, **overrides) -> None:
+        super().__init__(config, **{**overrides, "n_mfcc": n_mfcc})
+
+
+__all__ = ["MFCC", "FrontEnd", "LogMel", "Spectrogram"]

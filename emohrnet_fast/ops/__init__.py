@@ -1,0 +1,7 @@
+"""Custom ops over the compiled core (CPU + CUDA) and their pure-PyTorch references."""
+
+from emohrnet_fast.ops import reference
+from emohrnet_fast.ops.log_mel import log_mel
+from emohrnet_fast.ops.mel import FrontEndTables
+
+__all__ = ["FrontEndTables", "log_mel", "reference"]

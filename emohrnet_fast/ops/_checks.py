@@ -1,0 +1,42 @@
+"""Input validation shared by the custom-op wrappers: one message per failure, naming the
+argument and what was expected, raised before any pointer reaches C++."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from emohrnet_fast._extension import _C
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_device_supported(name: str, tensor: Tensor) -> None:
+    if tensor.device.type == "cpu":
+        return
+    if tensor.device.type != "cuda":
+        raise ValueError(f"{name}: device {tensor.device} is not supported (cpu or cuda)")
+    if not _C.has_cuda():
+        raise RuntimeError(
+            f"{name} is on {tensor.device}, but this emohrnet_fast build has no CUDA kernels "
+            "(it was built without nvcc); rebuild with a CUDA toolkit or use CPU tensors"
+        )
+
+
+def check_same_device(name: str, tensor: Tensor, device: torch.device, hint: str = "") -> None:
+    if tensor.device != device:
+        raise ValueError(f"{name} is on {tensor.device} but the input is on {device}{hint}")
+
+
+def check_real_float(name: str, tensor: Tensor) -> None:
+    if tensor.is_complex():
+        raise TypeError(f"{name}: expected a real floating-point tensor, got complex {tensor.dtype}")
+    if not tensor.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a floating-point tensor, got {tensor.dtype}; convert integer "
+            "PCM first (e.g. int16 audio: x.float() / 32768)"
+        )

@@ -1,0 +1,184 @@
+"""The fused log-Mel front-end as a PyTorch custom op over the compiled core."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from emohrnet_fast._extension import _C
+from emohrnet_fast.config import FrontEndConfig
+from emohrnet_fast.ops._checks import (
+    check_device_supported,
+    check_real_float,
+    check_same_device,
+    check_tensor,
+)
+from emohrnet_fast.ops.mel import FrontEndTables, cached_tables
+
+_OUTPUT_CODES = {"power": 0, "log": 1, "db": 2}
+
+
+def _derived_sizes(n_fft: int, fb_offsets: Tensor, dct: Tensor) -> tuple[int, int]:
+    """(n_bands, n_out) from the tables: empty filterbank -> linear bins; empty DCT -> no MFCC."""
+    n_bands = fb_offsets.numel() - 1 if fb_offsets.numel() else n_fft // 2 + 1
+    n_out = dct.shape[-1] if dct.numel() else n_bands
+    return n_bands, n_out
+
+
+@torch.library.custom_op("emohrnet_fast::log_mel", mutates_args=())
+def _log_mel_op(
+    waveform: Tensor,
+    window: Tensor,
+    twiddles: Tensor,
+    fb_weights: Tensor,
+    fb_offsets: Tensor,
+    fb_first_bin: Tensor,
+    dct: Tensor,
+    n_fft: int,
+    hop_length: int,
+    power: int,
+    output: int,
+    eps: float,
+    amin: float,
+    db_multiplier: float,
+    top_db: float | None,
+) -> Tensor:
+    batch, length = waveform.shape
+    n_bands, n_out = _derived_sizes(n_fft, fb_offsets, dct)
+    frames = 1 + length // hop_length
+    out = waveform.new_empty((batch, n_out, frames))
+    clamp = top_db is not None
+    n_mfcc = dct.shape[-1] if dct.numel() else 0
+    scratch = waveform.new_empty((batch, n_bands, frames)) if clamp and n_mfcc else None
+    example_max = waveform.new_empty((batch,)) if clamp else None
+    on_cuda = waveform.is_cuda
+    with torch.cuda.device(waveform.device) if on_cuda else contextlib.nullcontext():
+        stream = torch.cuda.current_stream(waveform.device).cuda_stream if on_cuda else 0
+        _C.log_mel(
+            waveform=waveform.data_ptr(),
+            window=window.data_ptr(),
+            twiddles=twiddles.data_ptr(),
+            fb_weights=fb_weights.data_ptr(),
+            fb_offsets=fb_offsets.data_ptr(),
+            fb_first_bin=fb_first_bin.data_ptr(),
+            dct=dct.data_ptr(),
+            out=out.data_ptr(),
+            bands_scratch=scratch.data_ptr() if scratch is not None else 0,
+            example_max=example_max.data_ptr() if example_max is not None else 0,
+            batch=batch,
+            length=length,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_bands=n_bands,
+            n_mfcc=n_mfcc,
+            use_mel=fb_offsets.numel() > 0,
+            power=power,
+            output=output,
+            log_eps=eps,
+            db_amin=amin,
+            db_multiplier=db_multiplier,
+            clamp_top_db=clamp,
+            top_db=top_db if clamp else 0.0,
+            num_threads=torch.get_num_threads(),
+            cuda=on_cuda,
+            stream=stream,
+        )
+    return out
+
+
+@_log_mel_op.register_fake
+def _(waveform, window, twiddles, fb_weights, fb_offsets, fb_first_bin, dct, n_fft,
+      hop_length, power, output, eps, amin, db_multiplier, top_db):
+    batch, length = waveform.shape
+    _, n_out = _derived_sizes(n_fft, fb_offsets, dct)
+    return waveform.new_empty((batch, n_out, 1 + length // hop_length))
+
+
+def _check_tables(tables: FrontEndTables, config: FrontEndConfig, device: torch.device) -> None:
+    hint = "; move the module with .to(device) or pass tables built for this device"
+    for name, table in zip(FrontEndTables._fields, tables):
+        check_same_device(f"tables.{name}", table, device, hint)
+        if not table.is_contiguous():
+            raise ValueError(f"tables.{name} must be contiguous")
+    if tables.window.shape != (config.n_fft,) or tables.twiddles.shape != (config.n_fft, 2):
+        raise ValueError(
+            f"tables were built for another n_fft (window {tuple(tables.window.shape)}, "
+            f"config n_fft={config.n_fft})"
+        )
+    n_bands, n_out = _derived_sizes(config.n_fft, tables.fb_offsets, tables.dct)
+    if (n_bands, n_out) != (config.n_bands, config.n_features):
+        raise ValueError(
+            f"tables give {n_bands} bands / {n_out} outputs, config wants "
+            f"{config.n_bands} / {config.n_features}"
+        )
+
+
+def log_mel(
+    waveform: Tensor,
+    config: FrontEndConfig | None = None,
+    *,
+    tables: FrontEndTables | None = None,
+) -> Tensor:
+    """Fused log-Mel (or linear, or MFCC) features of a batch of waveforms.
+
+    One pass per frame: reflect-pad framing (center=True), periodic Hann window, real FFT,
+    ``|X|^power``, Mel filterbank, then ``config.output`` (``power``, ``log`` or ``db`` with a
+    per-example ``top_db`` floor) and, with ``n_mfcc``, the DCT-II (ortho). Numerically a
+    drop-in for ``torchaudio.transforms.MelSpectrogram`` + ``AmplitudeToDB`` (see
+    :class:`~emohrnet_fast.FrontEndConfig` for the documented differences).
+
+    Args:
+        waveform: ``(..., time)`` real floating tensor on CPU or CUDA, ``time >= 1``. float32
+            is used as is; float64 / float16 / bfloat16 are converted to float32 (the kernels
+            compute in float32) and the result is float32. Non-contiguous or expanded inputs
+            are copied to a contiguous float32 buffer. NaN/Inf propagate to the frames whose
+            window touches them (and, for Inf with ``top_db``, to the example's floor); they
+            never crash. Waveforms of at most ``n_fft // 2`` samples, where torch.stft's
+            reflect padding fails, are padded by repeated reflection (``numpy.pad`` 'reflect').
+        config: the front-end settings; ``None`` means ``FrontEndConfig()``.
+        tables: precomputed constants (``FrontEndModule`` buffers); by default they are built
+            once per (config, device) and cached.
+
+    Returns:
+        ``(..., n_features, frames)`` float32 on ``waveform``'s device, with
+        ``n_features = n_mfcc or n_mels or n_fft // 2 + 1`` and ``frames = 1 + time // hop``.
+
+    Supports: torch.compile (fullgraph). Not differentiable: for gradients with respect to
+    the waveform use :func:`emohrnet_fast.ops.reference.log_mel`.
+    """
+    config = FrontEndConfig() if config is None else config
+    if not isinstance(config, FrontEndConfig):
+        raise TypeError(f"config: expected FrontEndConfig, got {type(config).__name__}")
+    waveform = check_tensor("waveform", waveform)
+    check_real_float("waveform", waveform)
+    check_device_supported("waveform", waveform)
+    if waveform.dim() == 0:
+        raise ValueError("waveform: expected shape (..., time), got a 0-d tensor")
+    if waveform.numel() == 0:
+        raise ValueError(f"waveform: expected at least one sample, got shape {tuple(waveform.shape)}")
+    if waveform.requires_grad:
+        raise RuntimeError(
+            "log_mel is not differentiable; use emohrnet_fast.ops.reference.log_mel for "
+            "gradients with respect to the waveform, or pass waveform.detach()"
+        )
+    if tables is None:
+        tables = cached_tables(config, waveform.device)
+    else:
+        _check_tables(tables, config, waveform.device)
+    lead, length = waveform.shape[:-1], waveform.shape[-1]
+    flat = waveform.reshape(-1, length).to(torch.float32).contiguous()
+    out = _log_mel_op(
+        flat,
+        *tables,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        power=int(config.power),
+        output=_OUTPUT_CODES[config.output],
+        eps=float(config.eps),
+        amin=float(config.amin),
+        db_multiplier=config.db_multiplier,
+        top_db=float(config.top_db) if config.clamps_top_db else None,
+    )
+    return out.reshape(*lead, *out.shape[1:])
