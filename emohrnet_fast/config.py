@@ -36,7 +36,9 @@ class FrontEndConfig:
 
     sample_rate: int = 16000  # Hz of the input waveform
     n_fft: int = 512  # FFT size in samples: even, 2 ... 8192
-    win_length: int | None = None  # periodic Hann length (<= n_fft, zero-padded, centred); None: n_fft
+    win_length: int | None = (
+        None  # periodic Hann length (<= n_fft, zero-padded, centred); None: n_fft
+    )
     hop_length: int = 160  # samples between frame starts; frames = 1 + time // hop_length
     f_min: float = 0.0  # Hz, lowest edge of the first Mel band
     f_max: float | None = None  # Hz, highest edge of the last band; None: sample_rate / 2

@@ -21,7 +21,7 @@ class FrontEnd(nn.Module):
         super().__init__()
         config = FrontEndConfig() if config is None else config
         self.config = config.replace(**overrides) if overrides else config
-        for name, table in zip(FrontEndTables._fields, build_tables(self.config)):
+        for name, table in zip(FrontEndTables._fields, build_tables(self.config), strict=False):
             self.register_buffer(name, table, persistent=False)
 
     def tables(self) -> FrontEndTables:

@@ -34,7 +34,9 @@ def check_same_device(name: str, tensor: Tensor, device: torch.device, hint: str
 
 def check_real_float(name: str, tensor: Tensor) -> None:
     if tensor.is_complex():
-        raise TypeError(f"{name}: expected a real floating-point tensor, got complex {tensor.dtype}")
+        raise TypeError(
+            f"{name}: expected a real floating-point tensor, got complex {tensor.dtype}"
+        )
     if not tensor.is_floating_point():
         raise TypeError(
             f"{name}: expected a floating-point tensor, got {tensor.dtype}; convert integer "

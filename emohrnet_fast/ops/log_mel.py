@@ -89,8 +89,23 @@ def _log_mel_op(
 
 
 @_log_mel_op.register_fake
-def _(waveform, window, twiddles, fb_weights, fb_offsets, fb_first_bin, dct, n_fft,
-      hop_length, power, output, eps, amin, db_multiplier, top_db):
+def _(
+    waveform,
+    window,
+    twiddles,
+    fb_weights,
+    fb_offsets,
+    fb_first_bin,
+    dct,
+    n_fft,
+    hop_length,
+    power,
+    output,
+    eps,
+    amin,
+    db_multiplier,
+    top_db,
+):
     batch, length = waveform.shape
     _, n_out = _derived_sizes(n_fft, fb_offsets, dct)
     return waveform.new_empty((batch, n_out, 1 + length // hop_length))
@@ -98,7 +113,7 @@ def _(waveform, window, twiddles, fb_weights, fb_offsets, fb_first_bin, dct, n_f
 
 def _check_tables(tables: FrontEndTables, config: FrontEndConfig, device: torch.device) -> None:
     hint = "; move the module with .to(device) or pass tables built for this device"
-    for name, table in zip(FrontEndTables._fields, tables):
+    for name, table in zip(FrontEndTables._fields, tables, strict=False):
         check_same_device(f"tables.{name}", table, device, hint)
         if not table.is_contiguous():
             raise ValueError(f"tables.{name} must be contiguous")
@@ -157,7 +172,9 @@ def log_mel(
     if waveform.dim() == 0:
         raise ValueError("waveform: expected shape (..., time), got a 0-d tensor")
     if waveform.numel() == 0:
-        raise ValueError(f"waveform: expected at least one sample, got shape {tuple(waveform.shape)}")
+        raise ValueError(
+            f"waveform: expected at least one sample, got shape {tuple(waveform.shape)}"
+        )
     if waveform.requires_grad:
         raise RuntimeError(
             "log_mel is not differentiable; use emohrnet_fast.ops.reference.log_mel for "

@@ -52,8 +52,9 @@ def band_edges_hz(config: FrontEndConfig) -> Tensor:
     m+1 and falls to edge m+2."""
     m_min = hz_to_mel(torch.tensor(float(config.f_min)), config.mel_scale)
     m_max = hz_to_mel(torch.tensor(config.resolved_f_max), config.mel_scale)
-    return mel_to_hz(torch.linspace(float(m_min), float(m_max), config.n_mels + 2, dtype=_F64),
-                     config.mel_scale)
+    return mel_to_hz(
+        torch.linspace(float(m_min), float(m_max), config.n_mels + 2, dtype=_F64), config.mel_scale
+    )
 
 
 def mel_filterbank(config: FrontEndConfig) -> Tensor:
