@@ -52,7 +52,7 @@ def emodb_files(count: int) -> list[Path]:
 
 
 def load_wav(path: Path) -> tuple[torch.Tensor, int]:
-    import soundfile
+    soundfile = pytest.importorskip("soundfile")
 
     data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
     return torch.from_numpy(data.mean(axis=1).copy()), sr

@@ -79,7 +79,7 @@ def test_lengths_edges_and_short_clips(device, length):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "n_fft",
-    [2, 4, 6, 64, 96, 126, 250, 400, 512, 1000, 1024, 2042, 4096],
+    [2, 4, 6, 64, 96, 126, 250, 400, 512, 1000, 1024, 2042, 4096, 8192],
     ids=lambda n: f"nfft{n}",
 )
 def test_fft_sizes(device, n_fft):
