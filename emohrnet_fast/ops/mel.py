@@ -8,7 +8,6 @@ reference see identical constants.
 from __future__ import annotations
 
 import math
-import threading
 from typing import NamedTuple
 
 import torch
@@ -178,15 +177,17 @@ def build_tables(config: FrontEndConfig) -> FrontEndTables:
 
 
 _CACHE: dict[tuple[FrontEndConfig, torch.device], FrontEndTables] = {}
-_CACHE_LOCK = threading.Lock()
 
 
+@torch.compiler.assume_constant_result
 def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTables:
-    """Tables of ``config`` on ``device``, built once per (config, device)."""
+    """Tables of ``config`` on ``device``, built once per (config, device).
+
+    No lock: two threads racing on a new key both build identical tables and ``setdefault``
+    keeps one (and a lock would stop torch.compile from tracing callers with fullgraph=True).
+    """
     key = (config, torch.device(device))
-    with _CACHE_LOCK:
-        tables = _CACHE.get(key)
-        if tables is None:
-            tables = build_tables(config).to(key[1])
-            _CACHE[key] = tables
+    tables = _CACHE.get(key)
+    if tables is None:
+        tables = _CACHE.setdefault(key, build_tables(config).to(key[1]))
     return tables
