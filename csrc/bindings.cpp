@@ -9,6 +9,7 @@
 #include <string>
 
 #include "log_mel/log_mel.h"
+#include "spec_augment/spec_augment.h"
 
 #if defined(EMOHRNET_WITH_CUDA)
 #include <cuda_runtime.h>
@@ -16,12 +17,25 @@
 
 namespace py = pybind11;
 namespace lm = emohrnet_fast::log_mel;
+namespace sa = emohrnet_fast::spec_augment;
+namespace em = emohrnet_fast::masks;
 
 namespace {
 
 template <typename T>
 T* ptr(std::uintptr_t address) {
   return reinterpret_cast<T*>(address);
+}
+
+em::Masks make_masks(std::uintptr_t freq_masks, int n_freq_masks, std::uintptr_t time_masks,
+                     int n_time_masks, std::uintptr_t mask_values) {
+  em::Masks m;
+  m.freq = ptr<const int32_t>(freq_masks);
+  m.time = ptr<const int32_t>(time_masks);
+  m.values = ptr<const float>(mask_values);
+  m.n_freq = n_freq_masks;
+  m.n_time = n_time_masks;
+  return m;
 }
 
 struct LogMelCall {
@@ -37,7 +51,7 @@ LogMelCall make_log_mel_call(std::uintptr_t waveform, std::uintptr_t window,
                              int n_fft, int hop_length, int n_bands, int n_mfcc, bool use_mel,
                              int power, int output, float log_eps, float db_amin,
                              float db_multiplier, bool clamp_top_db, float top_db,
-                             int num_threads) {
+                             int num_threads, const em::Masks& masks) {
   LogMelCall call;
   lm::Params& p = call.params;
   p.batch = batch;
@@ -67,6 +81,7 @@ LogMelCall make_log_mel_call(std::uintptr_t waveform, std::uintptr_t window,
   b.out = ptr<float>(out);
   b.bands_scratch = ptr<float>(bands_scratch);
   b.example_max = ptr<float>(example_max);
+  b.masks = masks;
   return call;
 }
 
@@ -123,12 +138,14 @@ PYBIND11_MODULE(_C, m) {
          std::uintptr_t example_max, int64_t batch, int64_t length, int n_fft, int hop_length,
          int n_bands, int n_mfcc, bool use_mel, int power, int output, float log_eps,
          float db_amin, float db_multiplier, bool clamp_top_db, float top_db, int num_threads,
-         bool cuda, std::uintptr_t stream) {
+         std::uintptr_t freq_masks, int n_freq_masks, std::uintptr_t time_masks,
+         int n_time_masks, std::uintptr_t mask_values, bool cuda, std::uintptr_t stream) {
         const LogMelCall call = make_log_mel_call(
             waveform, window, twiddles, fb_weights, fb_offsets, fb_first_bin, dct, out,
             bands_scratch, example_max, batch, length, n_fft, hop_length, n_bands, n_mfcc,
             use_mel, power, output, log_eps, db_amin, db_multiplier, clamp_top_db, top_db,
-            num_threads);
+            num_threads,
+            make_masks(freq_masks, n_freq_masks, time_masks, n_time_masks, mask_values));
         if (!cuda) {
           py::gil_scoped_release release;
           lm::log_mel_cpu(call.params, call.buffers);
@@ -147,7 +164,44 @@ PYBIND11_MODULE(_C, m) {
       py::arg("length"), py::arg("n_fft"), py::arg("hop_length"), py::arg("n_bands"),
       py::arg("n_mfcc"), py::arg("use_mel"), py::arg("power"), py::arg("output"),
       py::arg("log_eps"), py::arg("db_amin"), py::arg("db_multiplier"), py::arg("clamp_top_db"),
-      py::arg("top_db"), py::arg("num_threads"), py::arg("cuda"), py::arg("stream"),
+      py::arg("top_db"), py::arg("num_threads"), py::arg("freq_masks"), py::arg("n_freq_masks"),
+      py::arg("time_masks"), py::arg("n_time_masks"), py::arg("mask_values"), py::arg("cuda"),
+      py::arg("stream"),
       "Fused log-Mel front-end (see emohrnet_fast.ops.log_mel). `cuda` selects the back-end; "
-      "`stream` is the cudaStream_t, as an integer, that CUDA work is queued on.");
+      "`stream` is the cudaStream_t, as an integer, that CUDA work is queued on. "
+      "`mask_values` = 0 means no SpecAugment masks.");
+
+  m.def(
+      "spec_augment",
+      [](std::uintptr_t in, std::uintptr_t out, int64_t batch, int64_t rows_per_example,
+         int64_t features, int64_t frames, std::uintptr_t freq_masks, int n_freq_masks,
+         std::uintptr_t time_masks, int n_time_masks, std::uintptr_t mask_values, int num_threads,
+         bool cuda, std::uintptr_t stream) {
+        sa::Params p;
+        p.batch = batch;
+        p.rows_per_example = rows_per_example;
+        p.features = features;
+        p.frames = frames;
+        p.num_threads = num_threads;
+        sa::Buffers b;
+        b.in = ptr<const float>(in);
+        b.out = ptr<float>(out);
+        b.masks = make_masks(freq_masks, n_freq_masks, time_masks, n_time_masks, mask_values);
+        if (!cuda) {
+          py::gil_scoped_release release;
+          sa::spec_augment_cpu(p, b);
+          return;
+        }
+#if defined(EMOHRNET_WITH_CUDA)
+        sa::spec_augment_cuda(p, b, stream);
+#else
+        (void)stream;
+        throw std::runtime_error("emohrnet_fast was built without CUDA kernels");
+#endif
+      },
+      py::kw_only(), py::arg("input"), py::arg("out"), py::arg("batch"),
+      py::arg("rows_per_example"), py::arg("features"), py::arg("frames"), py::arg("freq_masks"),
+      py::arg("n_freq_masks"), py::arg("time_masks"), py::arg("n_time_masks"),
+      py::arg("mask_values"), py::arg("num_threads"), py::arg("cuda"), py::arg("stream"),
+      "SpecAugment masks in one pass over (B, rows, frames) float32; `out` may equal `input`.");
 }

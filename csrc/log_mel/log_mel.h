@@ -9,6 +9,7 @@
 
 #include "common/fft.h"
 #include "common/host_device.h"
+#include "common/masks.h"
 
 namespace emohrnet_fast::log_mel {
 
@@ -47,6 +48,9 @@ struct Buffers {
   float* bands_scratch = nullptr;
   // CUDA with clamp_top_db only: per-example maximum band power (B,), reduced by atomicMax.
   float* example_max = nullptr;
+  // Optional SpecAugment masks over the output (rows, frames), applied after the top_db
+  // clamp: the clamp and its maximum only ever see unmasked features.
+  masks::Masks masks;
 };
 
 void log_mel_cpu(const Params& p, const Buffers& buf);

@@ -234,6 +234,26 @@ void clamp_example(const Params& p, const Buffers& buf, int64_t b, float max_pow
   }
 }
 
+// SpecAugment after everything else, touching only the masked elements of example b.
+void fill_masks(const Params& p, const Buffers& buf, int64_t b) {
+  const masks::Masks& m = buf.masks;
+  const int64_t rows = p.n_mfcc > 0 ? p.n_mfcc : p.n_bands;
+  const float value = m.values[b];
+  const int32_t* time = m.time + 2 * b * m.n_time;
+  for (int64_t row = 0; row < rows; ++row) {
+    float* x = buf.out + (b * rows + row) * p.frames;
+    if (masks::row_masked(m, b, row)) {
+      std::fill(x, x + p.frames, value);
+      continue;
+    }
+    for (int i = 0; i < m.n_time; ++i) {
+      const int64_t start = std::clamp<int64_t>(time[2 * i], 0, p.frames);
+      const int64_t end = std::clamp<int64_t>(time[2 * i + 1], start, p.frames);
+      std::fill(x + start, x + end, value);
+    }
+  }
+}
+
 }  // namespace
 
 void log_mel_cpu(const Params& p, const Buffers& buf) {
@@ -263,6 +283,10 @@ void log_mel_cpu(const Params& p, const Buffers& buf) {
         }
         clamp_example(p, buf, b, mx);
       }
+    }
+    if (buf.masks.active()) {
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < p.batch; ++b) fill_masks(p, buf, b);
     }
   }
 }

@@ -32,6 +32,16 @@ __device__ __forceinline__ float load_sample(const float* x, int64_t i, int64_t 
   return __ldg(x + ((i >= 0 && i < length) ? i : reflect_index(i, length)));
 }
 
+__device__ __forceinline__ bool is_masked(const masks::Masks& m, int64_t b, int64_t row,
+                                          int64_t t) {
+  return m.active() && (masks::row_masked(m, b, row) || masks::time_masked(m, b, t));
+}
+
+__device__ __forceinline__ float masked_or(float v, const masks::Masks& m, int64_t b,
+                                           int64_t row, int64_t t) {
+  return is_masked(m, b, row, t) ? __ldg(m.values + b) : v;
+}
+
 template <int R>
 __device__ __forceinline__ void butterfly(const float2* in, float2* out, int j, int m, int ns,
                                           const float* tw) {
@@ -173,9 +183,10 @@ __global__ void __launch_bounds__(kThreads)
       const float v = to_output_scale(acc, p);
       if (to_dct) {
         scaled[f * p.n_bands + band] = v;
+      } else if (p.n_mfcc > 0) {
+        buf.bands_scratch[(b * p.n_bands + band) * p.frames + t0 + f] = v;
       } else {
-        float* dst = p.n_mfcc > 0 ? buf.bands_scratch : buf.out;
-        dst[(b * p.n_bands + band) * p.frames + t0 + f] = v;
+        buf.out[(b * p.n_bands + band) * p.frames + t0 + f] = masked_or(v, buf.masks, b, band, t0 + f);
       }
     }
 
@@ -187,7 +198,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int band = 0; band < p.n_bands; ++band) {
           acc += __ldg(buf.dct + band * p.n_mfcc + coef) * scaled[f * p.n_bands + band];
         }
-        buf.out[(b * p.n_mfcc + coef) * p.frames + t0 + f] = acc;
+        buf.out[(b * p.n_mfcc + coef) * p.frames + t0 + f] =
+            masked_or(acc, buf.masks, b, coef, t0 + f);
       }
     }
 
@@ -212,7 +224,8 @@ __global__ void clamp_kernel(Params p, Buffers buf) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < per_example;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
       const float v = x[i];
-      if (v < floor) x[i] = floor;  // read everything, write only what the clamp changes
+      // Read everything, write only what the clamp changes; masked features keep their value.
+      if (v < floor && !is_masked(buf.masks, b, i / p.frames, i % p.frames)) x[i] = floor;
     }
   }
 }
@@ -232,7 +245,7 @@ __global__ void clamp_dct_kernel(Params p, Buffers buf) {
         acc += __ldg(buf.dct + band * p.n_mfcc + coef) *
                clamp_below(bands[band * p.frames + t], floor);
       }
-      buf.out[b * per_example + i] = acc;
+      buf.out[b * per_example + i] = masked_or(acc, buf.masks, b, coef, t);
     }
   }
 }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
@@ -15,7 +13,9 @@ from emohrnet_fast.ops._checks import (
     check_same_device,
     check_tensor,
 )
+from emohrnet_fast.ops._launch import cuda_stream_context
 from emohrnet_fast.ops.mel import FrontEndTables, cached_tables
+from emohrnet_fast.ops.spec_augment import MaskParams, mask_pointers
 
 _OUTPUT_CODES = {"power": 0, "log": 1, "db": 2}
 
@@ -44,6 +44,9 @@ def _log_mel_op(
     amin: float,
     db_multiplier: float,
     top_db: float | None,
+    freq_masks: Tensor | None = None,
+    time_masks: Tensor | None = None,
+    mask_values: Tensor | None = None,
 ) -> Tensor:
     batch, length = waveform.shape
     n_bands, n_out = _derived_sizes(n_fft, fb_offsets, dct)
@@ -53,9 +56,9 @@ def _log_mel_op(
     n_mfcc = dct.shape[-1] if dct.numel() else 0
     scratch = waveform.new_empty((batch, n_bands, frames)) if clamp and n_mfcc else None
     example_max = waveform.new_empty((batch,)) if clamp else None
-    on_cuda = waveform.is_cuda
-    with torch.cuda.device(waveform.device) if on_cuda else contextlib.nullcontext():
-        stream = torch.cuda.current_stream(waveform.device).cuda_stream if on_cuda else 0
+    masks = None if mask_values is None else MaskParams(freq_masks, time_masks, mask_values)
+    guard, stream = cuda_stream_context(waveform)
+    with guard:
         _C.log_mel(
             waveform=waveform.data_ptr(),
             window=window.data_ptr(),
@@ -82,7 +85,8 @@ def _log_mel_op(
             clamp_top_db=clamp,
             top_db=top_db if clamp else 0.0,
             num_threads=torch.get_num_threads(),
-            cuda=on_cuda,
+            **mask_pointers(masks),
+            cuda=waveform.is_cuda,
             stream=stream,
         )
     return out
@@ -135,6 +139,7 @@ def log_mel(
     config: FrontEndConfig | None = None,
     *,
     tables: FrontEndTables | None = None,
+    augment: MaskParams | None = None,
 ) -> Tensor:
     """Fused log-Mel (or linear, or MFCC) features of a batch of waveforms.
 
@@ -153,8 +158,12 @@ def log_mel(
             never crash. Waveforms of at most ``n_fft // 2`` samples, where torch.stft's
             reflect padding fails, are padded by repeated reflection (``numpy.pad`` 'reflect').
         config: the front-end settings; ``None`` means ``FrontEndConfig()``.
-        tables: precomputed constants (``FrontEndModule`` buffers); by default they are built
+        tables: precomputed constants (``FrontEnd`` module buffers); by default they are built
             once per (config, device) and cached.
+        augment: SpecAugment masks to write directly into the output (one per flattened batch
+            example, over the ``(n_features, frames)`` axes; see
+            :meth:`emohrnet_fast.augment.SpecAugment.draw`), so training pays no extra pass.
+            Applied after the ``top_db`` clamp, exactly as ``spec_augment(log_mel(x), masks)``.
 
     Returns:
         ``(..., n_features, frames)`` float32 on ``waveform``'s device, with
@@ -186,6 +195,15 @@ def log_mel(
         _check_tables(tables, config, waveform.device)
     lead, length = waveform.shape[:-1], waveform.shape[-1]
     flat = waveform.reshape(-1, length).to(torch.float32).contiguous()
+    mask_args = {}
+    if augment is not None:
+        if not isinstance(augment, MaskParams):
+            raise TypeError(f"augment: expected MaskParams, got {type(augment).__name__}")
+        augment.validate(flat.shape[0], flat.device, name="augment")
+        augment = augment.contiguous()
+        mask_args = dict(
+            freq_masks=augment.freq, time_masks=augment.time, mask_values=augment.values
+        )
     out = _log_mel_op(
         flat,
         *tables,
@@ -197,5 +215,6 @@ def log_mel(
         amin=float(config.amin),
         db_multiplier=config.db_multiplier,
         top_db=float(config.top_db) if config.clamps_top_db else None,
+        **mask_args,
     )
     return out.reshape(*lead, *out.shape[1:])
