@@ -3,5 +3,6 @@
 from emohrnet_fast.ops import reference
 from emohrnet_fast.ops.log_mel import log_mel
 from emohrnet_fast.ops.mel import FrontEndTables
+from emohrnet_fast.ops.spec_augment import MaskParams, spec_augment, spec_augment_
 
-__all__ = ["FrontEndTables", "log_mel", "reference"]
+__all__ = ["FrontEndTables", "MaskParams", "log_mel", "reference", "spec_augment", "spec_augment_"]

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.ops.mel import dct_matrix, mel_filterbank, stft_window
+from emohrnet_fast.ops.spec_augment import MaskParams
 
 
 def reflect_pad(x: Tensor, pad: int) -> Tensor:
@@ -61,3 +62,20 @@ def log_mel(waveform: Tensor, config: FrontEndConfig | None = None) -> Tensor:
         dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=x.device, dtype=torch.float32)
         bands = torch.matmul(dct.t(), bands)
     return bands.reshape(*lead, *bands.shape[1:])
+
+
+def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
+    """Reference of :func:`emohrnet_fast.ops.spec_augment`: ``torch.where`` over a dense
+    boolean mask built by broadcasting the ranges. Differentiable."""
+    batch, features, frames = spec.shape[0], spec.shape[-2], spec.shape[-1]
+
+    def covered(ranges: Tensor, size: int) -> Tensor:  # (B, n, 2) -> (B, size)
+        idx = torch.arange(size, device=spec.device)
+        inside = (idx >= ranges[..., :1].long()) & (idx < ranges[..., 1:].long())
+        return inside.any(dim=1)
+
+    mask = covered(masks.freq, features)[:, :, None] | covered(masks.time, frames)[:, None, :]
+    middle = [1] * (spec.dim() - 3)
+    mask = mask.view(batch, *middle, features, frames)
+    values = masks.values.to(spec.dtype).view(batch, *middle, 1, 1)
+    return torch.where(mask, values, spec)

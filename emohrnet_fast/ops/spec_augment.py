@@ -58,27 +58,38 @@ def mask_pointers(masks: MaskParams | None) -> dict:
     )
 
 
-@torch.library.custom_op("emohrnet_fast::spec_augment", mutates_args=())
-def _spec_augment_op(
-    spec: Tensor, freq_masks: Tensor, time_masks: Tensor, mask_values: Tensor
-) -> Tensor:
-    out = torch.empty_like(spec)
-    batch, features, frames = spec.shape[0], spec.shape[-2], spec.shape[-1]
+def _launch(spec: Tensor, out: Tensor, masks: MaskParams) -> None:
+    frames = spec.shape[-1]
     guard, stream = cuda_stream_context(spec)
     with guard:
         _C.spec_augment(
             input=spec.data_ptr(),
             out=out.data_ptr(),
-            batch=batch,
+            batch=spec.shape[0],
             rows_per_example=spec[0].numel() // frames,
-            features=features,
+            features=spec.shape[-2],
             frames=frames,
-            **mask_pointers(MaskParams(freq_masks, time_masks, mask_values)),
+            **mask_pointers(masks),
             num_threads=torch.get_num_threads(),
             cuda=spec.is_cuda,
             stream=stream,
         )
+
+
+@torch.library.custom_op("emohrnet_fast::spec_augment", mutates_args=())
+def _spec_augment_op(
+    spec: Tensor, freq_masks: Tensor, time_masks: Tensor, mask_values: Tensor
+) -> Tensor:
+    out = torch.empty_like(spec)
+    _launch(spec, out, MaskParams(freq_masks, time_masks, mask_values))
     return out
+
+
+@torch.library.custom_op("emohrnet_fast::spec_augment_", mutates_args=("spec",))
+def _spec_augment_inplace_op(
+    spec: Tensor, freq_masks: Tensor, time_masks: Tensor, mask_values: Tensor
+) -> None:
+    _launch(spec, spec, MaskParams(freq_masks, time_masks, mask_values))
 
 
 @_spec_augment_op.register_fake
@@ -101,6 +112,21 @@ def _backward(ctx, grad):
 _spec_augment_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _checked(spec: Tensor, masks: MaskParams) -> MaskParams:
+    spec = check_tensor("spec", spec)
+    check_device_supported("spec", spec)
+    if spec.dtype != torch.float32:
+        raise TypeError(f"spec: expected float32 features, got {spec.dtype}")
+    if spec.dim() < 3:
+        raise ValueError(f"spec: expected shape (B, [C,] F, T), got {tuple(spec.shape)}")
+    if spec.numel() == 0:
+        raise ValueError(f"spec: expected non-empty features, got shape {tuple(spec.shape)}")
+    if not isinstance(masks, MaskParams):
+        raise TypeError(f"masks: expected MaskParams, got {type(masks).__name__}")
+    masks.validate(spec.shape[0], spec.device)
+    return masks.contiguous()
+
+
 def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
     """Apply drawn SpecAugment masks to a batch of features in one pass.
 
@@ -118,16 +144,21 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
         A new tensor like ``spec``. Supports: autograd (the gradient is zero inside the masks;
         the fill values are constants), torch.compile.
     """
-    spec = check_tensor("spec", spec)
-    check_device_supported("spec", spec)
-    if spec.dtype != torch.float32:
-        raise TypeError(f"spec: expected float32 features, got {spec.dtype}")
-    if spec.dim() < 3:
-        raise ValueError(f"spec: expected shape (B, [C,] F, T), got {tuple(spec.shape)}")
-    if spec.numel() == 0:
-        raise ValueError(f"spec: expected non-empty features, got shape {tuple(spec.shape)}")
-    if not isinstance(masks, MaskParams):
-        raise TypeError(f"masks: expected MaskParams, got {type(masks).__name__}")
-    masks.validate(spec.shape[0], spec.device)
-    masks = masks.contiguous()
+    masks = _checked(spec, masks)
     return _spec_augment_op(spec.contiguous(), masks.freq, masks.time, masks.values)
+
+
+def spec_augment_(spec: Tensor, masks: MaskParams) -> Tensor:
+    """In-place :func:`spec_augment`: overwrites the masked features of ``spec`` and returns it.
+
+    Saves the output allocation (on CPU a fresh 50-MB tensor costs as much as the masking
+    itself, in page faults). ``spec`` must be contiguous and must not require grad; use
+    :func:`spec_augment` for autograd.
+    """
+    masks = _checked(spec, masks)
+    if not spec.is_contiguous():
+        raise ValueError("spec: the in-place spec_augment_ needs a contiguous tensor")
+    if spec.requires_grad:
+        raise RuntimeError("spec_augment_ is not differentiable; use spec_augment")
+    _spec_augment_inplace_op(spec, masks.freq, masks.time, masks.values)
+    return spec
