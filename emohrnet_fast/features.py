@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.ops.log_mel import log_mel
 from emohrnet_fast.ops.mel import FrontEndTables, build_tables
+from emohrnet_fast.ops.spec_augment import MaskParams
 
 
 class FrontEnd(nn.Module):
@@ -27,9 +28,10 @@ class FrontEnd(nn.Module):
     def tables(self) -> FrontEndTables:
         return FrontEndTables(*(getattr(self, name) for name in FrontEndTables._fields))
 
-    def forward(self, waveform: Tensor) -> Tensor:
-        """``waveform (..., time)`` float -> ``(..., n_features, frames)`` float32."""
-        return log_mel(waveform, self.config, tables=self.tables())
+    def forward(self, waveform: Tensor, augment: MaskParams | None = None) -> Tensor:
+        """``waveform (..., time)`` float -> ``(..., n_features, frames)`` float32; ``augment``
+        writes SpecAugment masks in the same pass (see :func:`emohrnet_fast.ops.log_mel`)."""
+        return log_mel(waveform, self.config, tables=self.tables(), augment=augment)
 
     def extra_repr(self) -> str:
         c = self.config

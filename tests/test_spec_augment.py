@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ef_testing import DEVICES
+from ef_testing import DEVICES, HAS_CUDA
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.augment import SpecAugment
@@ -112,12 +112,13 @@ def test_nan_passes_through_outside_masks(device):
     ids=["db-top_db", "db", "mfcc-top_db", "mfcc", "linear-log"],
 )
 def test_fused_into_log_mel_equals_separate_pass(device, options):
-    """Masked features never enter the top_db clamp or its maximum."""
+    """Masked features never enter the top_db clamp or its maximum (-500 dB is far below
+    every floor, so a clamped mask value would show)."""
     config = FrontEndConfig(n_fft=400, **{"n_mels": 64, **options})
     x = torch.randn(2, 3, 8000, device=device)
     x[1, 2] *= 1e-4  # a quiet clip whose floor the mask value would otherwise interact with
     frames = config.num_frames(8000)
-    masks = SpecAugment(freq_width=10, time_width=15, mask_value=-7.0).draw(
+    masks = SpecAugment(freq_width=10, time_width=15, mask_value=-500.0).draw(
         6, config.n_features, frames, device
     )
     fused = log_mel(x, config, augment=masks)
@@ -267,3 +268,23 @@ def test_in_place_variant(device):
         spec_augment_(spec.transpose(-1, -2), SpecAugment().draw(3, 50, 40, device))
     with pytest.raises(RuntimeError, match=r"spec_augment_ is not differentiable"):
         spec_augment_(spec.clone().requires_grad_(), masks)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_front_end_module_takes_masks(device):
+    from emohrnet_fast.features import LogMel
+
+    module = LogMel(n_mels=40).to(device)
+    x = torch.randn(4, 16000, device=device)
+    masks = SpecAugment().draw(4, 40, 101, device)
+    torch.testing.assert_close(module(x, augment=masks), spec_augment(module(x), masks))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cuda_rows_beyond_the_grid_y_limit():
+    spec = torch.randn(600, 1, 128, 10, device="cuda")  # 76 800 rows > 65 535
+    masks = SpecAugment(time_width=3).draw(600, 128, 10, "cuda")
+    torch.testing.assert_close(
+        spec_augment(spec, masks), reference.spec_augment(spec, masks), rtol=0, atol=0
+    )

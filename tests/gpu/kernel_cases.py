@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ef_testing import frame_relative_error
 
 from emohrnet_fast import FrontEndConfig
-from emohrnet_fast.ops import log_mel
+from emohrnet_fast.augment import SpecAugment
+from emohrnet_fast.ops import log_mel, spec_augment, spec_augment_
 
 CONFIGS = [
     FrontEndConfig(),
@@ -50,9 +51,43 @@ def check_edge_cases() -> int:
                 if not ok:
                     failures += 1
                     print(f"MISMATCH {err:.3g}: batch={batch} length={length} {config}")
+    failures += check_masks()
     torch.cuda.synchronize()
-    print(f"{failures} mismatches over {len(CONFIGS) * len(LENGTHS) * len(BATCHES)} cases")
+    print(f"{failures} mismatches")
     return 1 if failures else 0
+
+
+def check_masks() -> int:
+    """SpecAugment alone, in place, and fused into log_mel (with and without top_db/MFCC)."""
+    failures = 0
+    augment = SpecAugment(
+        freq_masks=3, freq_width=50, time_masks=3, time_width=0.5, mask_value=-500.0
+    )
+    for shape in [(1, 1, 1, 1), (3, 2, 40, 13), (5, 128, 401)]:
+        spec = torch.randn(shape)
+        masks = augment.draw(shape[0], shape[-2], shape[-1])
+        cuda_masks = type(masks)(masks.freq.cuda(), masks.time.cuda(), masks.values.cuda())
+        expected = spec_augment(spec, masks)
+        for got in (spec_augment(spec.cuda(), cuda_masks), spec_augment_(spec.cuda(), cuda_masks)):
+            if not torch.equal(got.cpu(), expected):
+                failures += 1
+                print(f"MISMATCH spec_augment {shape}")
+    for config in CONFIGS[:4]:
+        x = torch.randn(3, 16001)
+        masks = augment.draw(3, config.n_features, config.num_frames(16001))
+        cuda_masks = type(masks)(masks.freq.cuda(), masks.time.cuda(), masks.values.cuda())
+        err = float(
+            (
+                log_mel(x.cuda(), config, augment=cuda_masks).cpu()
+                - log_mel(x, config, augment=masks)
+            )
+            .abs()
+            .max()
+        )
+        if not err <= 2e-3 * (2 * config.n_bands) ** 0.5:
+            failures += 1
+            print(f"MISMATCH {err:.3g}: fused masks {config}")
+    return failures
 
 
 def profile() -> int:
