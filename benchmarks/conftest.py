@@ -9,15 +9,15 @@ the same run). `--bench-table PATH` also writes the table as markdown for BENCHM
 from __future__ import annotations
 
 import platform
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
-from emohrnet_fast._extension import _C
-
-HAS_CUDA = _C.has_cuda() and torch.cuda.is_available() and _C.cuda_device_count() > 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 4.0

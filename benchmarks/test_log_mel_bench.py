@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BATCHES, CLIP_SECONDS, HAS_CUDA, SAMPLE_RATE, SHAPES
+from conftest import BATCHES, CLIP_SECONDS, SAMPLE_RATE, SHAPES
+from ef_testing import DEVICES, HAS_CUDA
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.ops import log_mel, reference
 
-DEVICES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param(
-        "cuda",
-        id="cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")],
-    ),
-]
 WORKLOADS = [(b, *shape) for shape in SHAPES for b in BATCHES]
 
 

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CLIP_SECONDS, HAS_CUDA
+from conftest import CLIP_SECONDS
+from ef_testing import DEVICES, HAS_CUDA
 
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.ops import reference, spec_augment, spec_augment_
 
 SHAPE = (256, 1, 128, 401)
 WORKLOAD = "SpecAugment (256, 1, 128, 401), 2 freq masks <= 27, 2 time masks <= 40"
-DEVICES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param(
-        "cuda",
-        id="cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")],
-    ),
-]
 AUDIO_SECONDS = SHAPE[0] * CLIP_SECONDS
 FLOOR_BYTES = 2 * 4 * SHAPE[0] * SHAPE[1] * SHAPE[2] * SHAPE[3]  # one read + one write
 

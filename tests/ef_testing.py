@@ -1,4 +1,5 @@
-"""Shared test helpers (imported by test modules; pytest puts this folder on sys.path)."""
+"""Shared test helpers, imported by tests (pytest puts this folder on sys.path) and by
+benchmarks (benchmarks/conftest.py adds it)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from emohrnet_fast._extension import _C
+from emohrnet_fast._info import cuda_usable
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = Path(os.environ.get("EMOHRNET_EMODB", REPO.parent / "shared" / "data" / "emodb"))
 
-HAS_CUDA = _C.has_cuda() and torch.cuda.is_available() and _C.cuda_device_count() > 0
+HAS_CUDA = cuda_usable()
 
-# One test body, run per device; CUDA cases are skipped without a usable GPU.
+# One test body (or benchmark), run per device; CUDA cases are skipped without a usable GPU.
 DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param(
