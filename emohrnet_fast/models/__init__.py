@@ -1,0 +1,15 @@
+"""Models: EmoHRNet and the center-loss CNN with reconstruction, behind one registry."""
+
+from emohrnet_fast.models.base import ModelOutput
+from emohrnet_fast.models.centerloss_cnn import CenterLossCNN, CenterLossCNNConfig
+from emohrnet_fast.models.registry import create, list_models, model_config, register
+
+__all__ = [
+    "CenterLossCNN",
+    "CenterLossCNNConfig",
+    "ModelOutput",
+    "create",
+    "list_models",
+    "model_config",
+    "register",
+]

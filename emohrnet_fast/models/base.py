@@ -1,0 +1,41 @@
+"""What every model shares: its output type and input checks."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+class ModelOutput(NamedTuple):
+    """What ``model(features)`` returns."""
+
+    logits: Tensor  # (B, num_classes)
+    embedding: Tensor  # (B, embedding_dim): the representation the classifier reads
+    reconstruction: Tensor | None  # (B, 1, F, T) like the input, or None without a decoder
+
+
+def as_image(features: Tensor, in_chans: int, min_size: int, model: str) -> Tensor:
+    """``(B, F, T)`` or ``(B, in_chans, F, T)`` float features -> ``(B, in_chans, F, T)``, with
+    errors that name what is wrong."""
+    if not features.is_floating_point():
+        raise TypeError(f"{model}: expected floating-point features, got {features.dtype}")
+    if features.dim() == 3 and in_chans == 1:
+        features = features.unsqueeze(1)
+    if features.dim() != 4:
+        raise ValueError(
+            f"{model}: expected features (B, F, T) or (B, {in_chans}, F, T), got shape "
+            f"{tuple(features.shape)}"
+        )
+    if features.shape[1] != in_chans:
+        raise ValueError(
+            f"{model}: expected {in_chans} input channel(s), got {features.shape[1]} "
+            f"(shape {tuple(features.shape)})"
+        )
+    height, width = features.shape[-2:]
+    if height < min_size or width < min_size:
+        raise ValueError(
+            f"{model}: features of {height} bins x {width} frames are too small; the network "
+            f"downsamples by {min_size}, so both axes need at least {min_size}"
+        )
+    return features

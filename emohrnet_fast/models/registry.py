@@ -1,0 +1,60 @@
+"""Named model presets: one table of dataclass configs, one ``create``."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from emohrnet_fast.config import FrontEndConfig
+from emohrnet_fast.models.centerloss_cnn import CenterLossCNN, CenterLossCNNConfig
+
+_PRESETS: dict[str, tuple[Callable[[Any, int], nn.Module], Any]] = {}
+
+
+def register(name: str, builder: Callable[[Any, int], nn.Module], config: Any) -> None:
+    """Add a preset; ``builder(config, num_classes)`` makes the model."""
+    if name in _PRESETS:
+        warnings.warn(f"model preset {name!r} registered twice; the later one wins", stacklevel=2)
+    _PRESETS[name] = (builder, config)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create`, sorted."""
+    return sorted(_PRESETS)
+
+
+def model_config(name: str) -> Any:
+    """The config dataclass of preset ``name``."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _PRESETS[name][1]
+
+
+def create(name: str, num_classes: int, **overrides) -> nn.Module:
+    """Build preset ``name`` for ``num_classes`` classes; ``overrides`` replace config fields
+    (an unknown field is an error). The model's ``default_frontend`` says which features it
+    expects."""
+    config = model_config(name)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r}: expected an integer >= 2")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(config)}
+    if unknown:
+        raise TypeError(f"model {name!r} has no config field(s) {sorted(unknown)}")
+    builder = _PRESETS[name][0]
+    return builder(dataclasses.replace(config, **overrides), num_classes)
+
+
+register(
+    "centerloss_cnn_spec",
+    CenterLossCNN,
+    CenterLossCNNConfig(frontend=FrontEndConfig(n_mels=None)),  # 257-bin dB spectrogram
+)
+register(
+    "centerloss_cnn_mfcc",
+    CenterLossCNN,
+    CenterLossCNNConfig(frontend=FrontEndConfig(n_mfcc=40)),  # 40 MFCCs of 128 Mel bands
+)
