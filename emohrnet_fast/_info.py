@@ -8,6 +8,8 @@ import torch
 
 from emohrnet_fast._extension import _C
 
+_KERNELS = ["log_mel", "hr_fuse"]
+
 
 def info() -> dict:
     """Version, build (CPU / CUDA kernels, architectures) and usable devices, as a dict."""
@@ -24,6 +26,6 @@ def info() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "build": build,
-        "kernels": {"cpu": ["log_mel"], "cuda": ["log_mel"] if build["cuda"] else []},
+        "kernels": {"cpu": list(_KERNELS), "cuda": list(_KERNELS) if build["cuda"] else []},
         "devices": devices,
     }

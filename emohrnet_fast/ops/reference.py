@@ -4,6 +4,8 @@ shared code is the constants in :mod:`emohrnet_fast.ops.mel`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -61,3 +63,14 @@ def log_mel(waveform: Tensor, config: FrontEndConfig | None = None) -> Tensor:
         dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=x.device, dtype=torch.float32)
         bands = torch.matmul(dct.t(), bands)
     return bands.reshape(*lead, *bands.shape[1:])
+
+
+def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
+    """Reference of :func:`emohrnet_fast.ops.hr_fuse`: the HRNet fuse as eager PyTorch.
+
+    ``relu(sum(same_res) + sum(F.interpolate(x, size=(H, W), mode="nearest") for x in
+    low_res))`` with ``(H, W)`` the size of ``same_res[0]``. Differentiable.
+    """
+    size = tuple(same_res[0].shape[-2:])
+    upsampled = (torch.nn.functional.interpolate(x, size=size, mode="nearest") for x in low_res)
+    return torch.relu(sum(same_res) + sum(upsampled))
