@@ -33,8 +33,9 @@ struct View {
 // scale_factor, which is what F.interpolate(size=...) does): identity when the sizes match,
 // dst >> 1 when the output is exactly twice the input, otherwise
 // min(floor(dst * scale), in - 1) with scale = in / out rounded to float32 once. The float32
-// rounding is part of the rule: computing in double or exactly picks other sources (e.g. for
-// 13 -> 51), so the scale is made once here, on the host, and shared by both back-ends.
+// rounding is part of the rule: computing exactly or in double picks another source for some
+// sizes (26 -> 44: output 22 reads 12, not 13), so the scale is made once here, on the host,
+// and both back-ends use it.
 struct NearestMap {
   int64_t in_size = 1;
   int64_t out_size = 1;
