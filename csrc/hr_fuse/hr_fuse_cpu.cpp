@@ -74,6 +74,19 @@ void store_line(T* __restrict dst, int64_t stride, const A* __restrict value, in
   }
 }
 
+// dst[i * stride] = relu(same[i]), or relu(fused_sum(same[i], low[i])) with low: the last
+// pass over a line, merged with the store (short lines make every extra pass cost).
+template <typename T, typename A>
+void store_relu_line(T* __restrict dst, int64_t stride, const A* __restrict same, int64_t len,
+                     const A* __restrict low = nullptr) {
+  auto value = [&](int64_t i) { return relu(low ? fused_sum(same[i], low[i]) : same[i]); };
+  if (stride == 1) {
+    for (int64_t i = 0; i < len; ++i) store(dst + i, value(i));
+  } else {
+    for (int64_t i = 0; i < len; ++i) store(dst + i * stride, value(i));
+  }
+}
+
 // One output line: line_of(view, k) gives the first element of the line in `view` and
 // low_line(k) that of low_res[k] (whose elements along the line are at low_offsets[k][i]).
 // Summed in the reference's order (see fused_sum): float32 matches it bit for bit.
@@ -86,13 +99,15 @@ void fuse_line(const Params& p, const ForwardBuffers& buf, bool channels_inner, 
   for (int j = 1; j < p.num_same; ++j) {
     accumulate_line<false>(same, same_line(buf.same[j]), inner_stride(buf.same[j]), len);
   }
-  if (p.num_low > 0) {
-    gather_line<true>(low, low_line(0), low_offsets[0], len);
-    for (int k = 1; k < p.num_low; ++k) gather_line<false>(low, low_line(k), low_offsets[k], len);
-    for (int64_t i = 0; i < len; ++i) same[i] = fused_sum(same[i], low[i]);
+  T* dst = same_line(buf.out);
+  const int64_t dst_stride = inner_stride(buf.out);
+  if (p.num_low == 0) {
+    store_relu_line(dst, dst_stride, same, len);
+    return;
   }
-  for (int64_t i = 0; i < len; ++i) same[i] = relu(same[i]);
-  store_line(same_line(buf.out), inner_stride(buf.out), same, len);
+  gather_line<true>(low, low_line(0), low_offsets[0], len);
+  for (int k = 1; k < p.num_low; ++k) gather_line<false>(low, low_line(k), low_offsets[k], len);
+  store_relu_line(dst, dst_stride, same, len, low);
 }
 
 template <typename T>
