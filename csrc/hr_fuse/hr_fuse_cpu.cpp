@@ -87,7 +87,7 @@ void store_relu_line(T* __restrict dst, int64_t stride, const A* __restrict same
   }
 }
 
-// One output line: line_of(view, k) gives the first element of the line in `view` and
+// One output line: same_line(view) gives the first element of the line in `view` and
 // low_line(k) that of low_res[k] (whose elements along the line are at low_offsets[k][i]).
 // Summed in the reference's order (see fused_sum): float32 matches it bit for bit.
 template <typename T, typename A, typename SameLine, typename LowLine>
