@@ -3,11 +3,14 @@
 // DESIGN.md: the compiled core does not link libtorch).
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "hr_fuse/hr_fuse.h"
 #include "log_mel/log_mel.h"
 #include "spec_augment/spec_augment.h"
 
@@ -19,6 +22,7 @@ namespace py = pybind11;
 namespace lm = emohrnet_fast::log_mel;
 namespace sa = emohrnet_fast::spec_augment;
 namespace em = emohrnet_fast::masks;
+namespace hf = emohrnet_fast::hr_fuse;
 
 namespace {
 
@@ -36,6 +40,51 @@ em::Masks make_masks(std::uintptr_t freq_masks, int n_freq_masks, std::uintptr_t
   m.n_freq = n_freq_masks;
   m.n_time = n_time_masks;
   return m;
+}
+
+// hr_fuse's variable-length tensor lists travel as fixed-size arrays plus a count; unused
+// slots are 0. Strides are in elements, (n, c, h, w).
+using Strides = std::array<int64_t, 4>;
+using SamePtrs = std::array<std::uintptr_t, hf::kMaxSameRes>;
+using SameStrides = std::array<Strides, hf::kMaxSameRes>;
+using LowPtrs = std::array<std::uintptr_t, hf::kMaxLowRes>;
+using LowStrides = std::array<Strides, hf::kMaxLowRes>;
+using LowSizes = std::array<std::array<int64_t, 2>, hf::kMaxLowRes>;
+
+hf::View make_view(std::uintptr_t data, const Strides& s) {
+  hf::View v;
+  v.data = ptr<void>(data);
+  v.stride_n = s[0];
+  v.stride_c = s[1];
+  v.stride_h = s[2];
+  v.stride_w = s[3];
+  return v;
+}
+
+hf::Params make_hr_fuse_params(int64_t batch, int64_t channels, int64_t height, int64_t width,
+                               int num_same, int num_low, const LowSizes& low_sizes, int dtype,
+                               int num_threads) {
+  hf::Params p;
+  p.batch = batch;
+  p.channels = channels;
+  p.height = height;
+  p.width = width;
+  p.num_same = num_same;
+  p.num_low = num_low;
+  if (num_low < 0 || num_low > hf::kMaxLowRes) {
+    throw std::invalid_argument("hr_fuse: expected 0-3 low-res inputs");
+  }
+  for (int k = 0; k < num_low; ++k) {
+    p.rows[k] = hf::make_nearest_map(low_sizes[k][0], height);
+    p.cols[k] = hf::make_nearest_map(low_sizes[k][1], width);
+  }
+  if (dtype < 0 || dtype > static_cast<int>(hf::DType::kFloat64)) {
+    throw std::invalid_argument("hr_fuse: unknown dtype code " + std::to_string(dtype));
+  }
+  p.dtype = static_cast<hf::DType>(dtype);
+  p.num_threads = num_threads;
+  hf::check_params(p);
+  return p;
 }
 
 struct LogMelCall {
@@ -204,4 +253,80 @@ PYBIND11_MODULE(_C, m) {
       py::arg("n_freq_masks"), py::arg("time_masks"), py::arg("n_time_masks"),
       py::arg("mask_values"), py::arg("num_threads"), py::arg("cuda"), py::arg("stream"),
       "SpecAugment masks in one pass over (B, rows, frames) float32; `out` may equal `input`.");
+
+  m.def(
+      "hr_fuse",
+      [](const SamePtrs& same, const SameStrides& same_strides, int num_same, const LowPtrs& low,
+         const LowStrides& low_strides, const LowSizes& low_sizes, int num_low,
+         std::uintptr_t out, const Strides& out_strides, int64_t batch, int64_t channels,
+         int64_t height, int64_t width, int dtype, int num_threads, bool cuda,
+         std::uintptr_t stream) {
+        const hf::Params p = make_hr_fuse_params(batch, channels, height, width, num_same,
+                                                 num_low, low_sizes, dtype, num_threads);
+        hf::ForwardBuffers buf;
+        for (int j = 0; j < num_same; ++j) buf.same[j] = make_view(same[j], same_strides[j]);
+        for (int k = 0; k < num_low; ++k) buf.low[k] = make_view(low[k], low_strides[k]);
+        buf.out = make_view(out, out_strides);
+        if (!cuda) {
+          py::gil_scoped_release release;
+          hf::hr_fuse_cpu(p, buf);
+          return;
+        }
+#if defined(EMOHRNET_WITH_CUDA)
+        hf::hr_fuse_cuda(p, buf, stream);
+#else
+        (void)stream;
+        throw std::runtime_error("emohrnet_fast was built without CUDA kernels");
+#endif
+      },
+      py::kw_only(), py::arg("same"), py::arg("same_strides"), py::arg("num_same"),
+      py::arg("low"), py::arg("low_strides"), py::arg("low_sizes"), py::arg("num_low"),
+      py::arg("out"), py::arg("out_strides"), py::arg("batch"), py::arg("channels"),
+      py::arg("height"), py::arg("width"), py::arg("dtype"), py::arg("num_threads"),
+      py::arg("cuda"), py::arg("stream"),
+      "HRNet fuse, out = relu(sum(same) + sum(nearest_upsample(low))) (see "
+      "emohrnet_fast.ops.hr_fuse). Pointers as integers, element strides (n, c, h, w), "
+      "low_sizes (h, w) per low-res input; `stream` is the cudaStream_t as an integer.");
+
+  m.def(
+      "hr_fuse_backward",
+      [](std::uintptr_t grad, const Strides& grad_strides, std::uintptr_t out,
+         const Strides& out_strides, std::uintptr_t grad_same, const Strides& grad_same_strides,
+         const LowPtrs& grad_low, const LowStrides& grad_low_strides, const LowSizes& low_sizes,
+         const LowPtrs& row_start, const LowPtrs& col_start, int num_low, int64_t batch,
+         int64_t channels, int64_t height, int64_t width, int dtype, int num_threads, bool cuda,
+         std::uintptr_t stream) {
+        // The same-res count does not matter here: they all receive the same gradient.
+        const hf::Params p = make_hr_fuse_params(batch, channels, height, width, 1, num_low,
+                                                 low_sizes, dtype, num_threads);
+        hf::BackwardBuffers buf;
+        buf.grad = make_view(grad, grad_strides);
+        buf.out = make_view(out, out_strides);
+        buf.grad_same = make_view(grad_same, grad_same_strides);
+        for (int k = 0; k < num_low; ++k) {
+          buf.grad_low[k] = make_view(grad_low[k], grad_low_strides[k]);
+          buf.row_start[k] = ptr<const int64_t>(row_start[k]);
+          buf.col_start[k] = ptr<const int64_t>(col_start[k]);
+        }
+        if (!cuda) {
+          py::gil_scoped_release release;
+          hf::hr_fuse_backward_cpu(p, buf);
+          return;
+        }
+#if defined(EMOHRNET_WITH_CUDA)
+        hf::hr_fuse_backward_cuda(p, buf, stream);
+#else
+        (void)stream;
+        throw std::runtime_error("emohrnet_fast was built without CUDA kernels");
+#endif
+      },
+      py::kw_only(), py::arg("grad"), py::arg("grad_strides"), py::arg("out"),
+      py::arg("out_strides"), py::arg("grad_same"), py::arg("grad_same_strides"),
+      py::arg("grad_low"), py::arg("grad_low_strides"), py::arg("low_sizes"),
+      py::arg("row_start"), py::arg("col_start"), py::arg("num_low"), py::arg("batch"),
+      py::arg("channels"), py::arg("height"), py::arg("width"), py::arg("dtype"),
+      py::arg("num_threads"), py::arg("cuda"), py::arg("stream"),
+      "Backward of hr_fuse: grad_same = grad * (out > 0) (NaN outputs pass the gradient, as "
+      "torch.threshold_backward), grad_low[k] = its sum over each low-res pixel's block "
+      "[row_start[k][s], row_start[k][s+1]) x [col_start[k][t], col_start[k][t+1]).");
 }

@@ -8,7 +8,7 @@ import torch
 
 from emohrnet_fast._extension import _C
 
-KERNELS = ("log_mel", "spec_augment")
+KERNELS = ("log_mel", "spec_augment", "hr_fuse")
 
 
 def cuda_usable() -> bool:

@@ -12,7 +12,7 @@ from emohrnet_fast.cli import main
 def test_info_prints_build(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "emohrnet_fast 0.1.0" in out and "CPU kernels:  log_mel, spec_augment" in out
+    assert "emohrnet_fast 0.1.0" in out and "CPU kernels:  log_mel, spec_augment, hr_fuse" in out
 
 
 def test_info_json_via_python_m(tmp_path):
@@ -24,7 +24,7 @@ def test_info_json_via_python_m(tmp_path):
         check=True,
     )
     report = json.loads(result.stdout)
-    assert "spec_augment" in report["kernels"]["cpu"]
+    assert report["kernels"]["cpu"] == ["log_mel", "spec_augment", "hr_fuse"]
 
 
 def test_unknown_command_exits_nonzero(tmp_path):

@@ -42,3 +42,12 @@ def check_real_float(name: str, tensor: Tensor) -> None:
             f"{name}: expected a floating-point tensor, got {tensor.dtype}; convert integer "
             "PCM first (e.g. int16 audio: x.float() / 32768)"
         )
+
+
+def check_tensor_list(name: str, value: object, min_len: int, max_len: int) -> list[Tensor]:
+    """A list or tuple of ``min_len`` to ``max_len`` tensors, returned as a list."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: expected a list or tuple of tensors, got {type(value).__name__}")
+    if not min_len <= len(value) <= max_len:
+        raise ValueError(f"{name}: expected {min_len} to {max_len} tensors, got {len(value)}")
+    return [check_tensor(f"{name}[{i}]", item) for i, item in enumerate(value)]

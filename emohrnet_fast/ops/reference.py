@@ -4,6 +4,8 @@ shared code is the constants in :mod:`emohrnet_fast.ops.mel`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -79,3 +81,14 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
     mask = mask.view(batch, *middle, features, frames)
     values = masks.values.to(spec.dtype).view(batch, *middle, 1, 1)
     return torch.where(mask, values, spec)
+
+
+def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
+    """Reference of :func:`emohrnet_fast.ops.hr_fuse`: the HRNet fuse as eager PyTorch.
+
+    ``relu(sum(same_res) + sum(F.interpolate(x, size=(H, W), mode="nearest") for x in
+    low_res))`` with ``(H, W)`` the size of ``same_res[0]``. Differentiable.
+    """
+    size = tuple(same_res[0].shape[-2:])
+    upsampled = (torch.nn.functional.interpolate(x, size=size, mode="nearest") for x in low_res)
+    return torch.relu(sum(same_res) + sum(upsampled))

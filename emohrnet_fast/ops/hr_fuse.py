@@ -1,0 +1,250 @@
+"""The HRNet multi-resolution fuse as a PyTorch custom op over the compiled core."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from emohrnet_fast._extension import _C
+from emohrnet_fast.ops._checks import check_device_supported, check_tensor_list
+
+MAX_SAME_RES = 4
+MAX_LOW_RES = 3
+_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+
+
+def nearest_source_index(in_size: int, out_size: int) -> Tensor:
+    """Source index of every output index under ``F.interpolate(size=..., mode="nearest")``.
+
+    PyTorch's legacy rule (ATen ``nearest_idx``): identity for equal sizes, ``dst >> 1`` for an
+    exact doubling, else ``min(floor(dst * scale), in_size - 1)`` with ``scale = in_size /
+    out_size`` rounded to float32 once. The kernels apply the same rule
+    (``csrc/hr_fuse/hr_fuse.h``, ``NearestMap``). Returns ``(out_size,)`` int64 on the CPU.
+    """
+    dst = torch.arange(out_size)
+    if out_size == in_size:
+        return dst
+    if out_size == 2 * in_size:
+        return dst >> 1
+    scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
+    return torch.floor(dst.to(torch.float32) * scale).to(torch.int64).clamp_(max=in_size - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _block_starts(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """``(in_size + 1,)`` int64: source index ``s`` feeds outputs ``[starts[s], starts[s+1])``.
+
+    The nearest map is non-decreasing, so every source's block is one contiguous range (empty
+    for a source no output reads). Cached: the backward of a model runs the same few sizes.
+    """
+    starts = torch.searchsorted(nearest_source_index(in_size, out_size), torch.arange(in_size + 1))
+    return starts.to(device)
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _padded(values: list, length: int, fill) -> list:
+    return values + [fill] * (length - len(values))
+
+
+@contextlib.contextmanager
+def _on_device(x: Tensor):
+    """Yields the stream handle the kernel must use (0 on the CPU)."""
+    if not x.is_cuda:
+        yield 0
+        return
+    with torch.cuda.device(x.device):
+        yield torch.cuda.current_stream(x.device).cuda_stream
+
+
+@torch.library.custom_op("emohrnet_fast::hr_fuse", mutates_args=())
+def _hr_fuse_op(same_res: list[Tensor], low_res: list[Tensor]) -> Tensor:
+    ref = same_res[0]
+    out = torch.empty_like(ref)  # keeps same_res[0]'s memory format
+    batch, channels, height, width = ref.shape
+    with _on_device(ref) as stream:
+        _C.hr_fuse(
+            same=_padded([x.data_ptr() for x in same_res], MAX_SAME_RES, 0),
+            same_strides=_padded([list(x.stride()) for x in same_res], MAX_SAME_RES, [0] * 4),
+            num_same=len(same_res),
+            low=_padded([x.data_ptr() for x in low_res], MAX_LOW_RES, 0),
+            low_strides=_padded([list(x.stride()) for x in low_res], MAX_LOW_RES, [0] * 4),
+            low_sizes=_padded([list(x.shape[-2:]) for x in low_res], MAX_LOW_RES, [1, 1]),
+            num_low=len(low_res),
+            out=out.data_ptr(),
+            out_strides=list(out.stride()),
+            batch=batch,
+            channels=channels,
+            height=height,
+            width=width,
+            dtype=_DTYPE_CODES[ref.dtype],
+            num_threads=torch.get_num_threads(),
+            cuda=ref.is_cuda,
+            stream=stream,
+        )
+    return out
+
+
+@_hr_fuse_op.register_fake
+def _(same_res, low_res):
+    return torch.empty_like(same_res[0])
+
+
+def _low_res_grad_buffers(
+    out: Tensor, low_res_hw: list[int], low_res_channels_last: list[bool]
+) -> list[Tensor]:
+    batch, channels = out.shape[:2]
+    return [
+        torch.empty(
+            (batch, channels, h, w),
+            dtype=out.dtype,
+            device=out.device,
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        )
+        for h, w, channels_last in zip(
+            low_res_hw[0::2], low_res_hw[1::2], low_res_channels_last, strict=True
+        )
+    ]
+
+
+@torch.library.custom_op("emohrnet_fast::hr_fuse_backward", mutates_args=())
+def _hr_fuse_backward_op(
+    grad: Tensor, out: Tensor, low_res_hw: list[int], low_res_channels_last: list[bool]
+) -> list[Tensor]:
+    """``[grad of every same_res input, grad of low_res[0], ...]``; ``low_res_hw`` is the
+    flattened ``(h, w)`` of each low-res input."""
+    grad_same = torch.empty_like(out)
+    grad_low = _low_res_grad_buffers(out, low_res_hw, low_res_channels_last)
+    batch, channels, height, width = out.shape
+    sizes = [list(g.shape[-2:]) for g in grad_low]
+    row_start = [_block_starts(h, height, out.device) for h, _ in sizes]
+    col_start = [_block_starts(w, width, out.device) for _, w in sizes]
+    with _on_device(out) as stream:
+        _C.hr_fuse_backward(
+            grad=grad.data_ptr(),
+            grad_strides=list(grad.stride()),
+            out=out.data_ptr(),
+            out_strides=list(out.stride()),
+            grad_same=grad_same.data_ptr(),
+            grad_same_strides=list(grad_same.stride()),
+            grad_low=_padded([g.data_ptr() for g in grad_low], MAX_LOW_RES, 0),
+            grad_low_strides=_padded([list(g.stride()) for g in grad_low], MAX_LOW_RES, [0] * 4),
+            low_sizes=_padded(sizes, MAX_LOW_RES, [1, 1]),
+            row_start=_padded([t.data_ptr() for t in row_start], MAX_LOW_RES, 0),
+            col_start=_padded([t.data_ptr() for t in col_start], MAX_LOW_RES, 0),
+            num_low=len(grad_low),
+            batch=batch,
+            channels=channels,
+            height=height,
+            width=width,
+            dtype=_DTYPE_CODES[out.dtype],
+            num_threads=torch.get_num_threads(),
+            cuda=out.is_cuda,
+            stream=stream,
+        )
+    return [grad_same, *grad_low]
+
+
+@_hr_fuse_backward_op.register_fake
+def _(grad, out, low_res_hw, low_res_channels_last):
+    return [torch.empty_like(out), *_low_res_grad_buffers(out, low_res_hw, low_res_channels_last)]
+
+
+def _setup_context(ctx, inputs, output):
+    same_res, low_res = inputs
+    ctx.save_for_backward(output)  # ReLU's mask is the sign of the output
+    ctx.num_same = len(same_res)
+    ctx.low_res_hw = [size for x in low_res for size in x.shape[-2:]]
+    ctx.low_res_channels_last = [_is_channels_last(x) for x in low_res]
+
+
+def _backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    grad_same, *grad_low = _hr_fuse_backward_op(
+        grad, out, ctx.low_res_hw, ctx.low_res_channels_last
+    )
+    # Every same-res input enters the sum with weight 1: they share one gradient tensor.
+    return [grad_same] * ctx.num_same, grad_low
+
+
+_hr_fuse_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_inputs(same_res: object, low_res: object) -> tuple[list[Tensor], list[Tensor]]:
+    same = check_tensor_list("same_res", same_res, 1, MAX_SAME_RES)
+    low = check_tensor_list("low_res", low_res, 0, MAX_LOW_RES)
+    named = [(f"same_res[{i}]", x) for i, x in enumerate(same)]
+    named += [(f"low_res[{i}]", x) for i, x in enumerate(low)]
+    for name, x in named:
+        if x.dim() != 4:
+            raise ValueError(
+                f"{name}: expected a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}"
+            )
+        if x.dtype not in _DTYPE_CODES:
+            raise TypeError(
+                f"{name}: expected float32, float16, bfloat16 or float64, got {x.dtype}"
+            )
+    ref = same[0]
+    check_device_supported("same_res[0]", ref)
+    batch, channels, height, width = ref.shape
+    if height == 0 or width == 0:
+        raise ValueError(f"same_res[0]: expected H, W >= 1, got shape {tuple(ref.shape)}")
+    for name, x in named[1:]:
+        if x.device != ref.device:
+            raise ValueError(f"{name} is on {x.device} but same_res[0] is on {ref.device}")
+        if x.dtype != ref.dtype:
+            raise TypeError(f"{name}: expected dtype {ref.dtype} like same_res[0], got {x.dtype}")
+        if tuple(x.shape[:2]) != (batch, channels):
+            raise ValueError(
+                f"{name}: expected (B, C) = ({batch}, {channels}) like same_res[0], "
+                f"got {tuple(x.shape[:2])}"
+            )
+    for name, x in named[1 : len(same)]:
+        if tuple(x.shape[2:]) != (height, width):
+            raise ValueError(
+                f"{name}: expected (H, W) = ({height}, {width}) like same_res[0], "
+                f"got {tuple(x.shape[2:])}"
+            )
+    for name, x in named[len(same) :]:
+        h, w = x.shape[2:]
+        if not (1 <= h <= height and 1 <= w <= width):
+            raise ValueError(
+                f"{name}: expected 1 <= (h, w) <= (H, W) = ({height}, {width}) of same_res[0] "
+                f"(hr_fuse only upsamples), got ({h}, {w})"
+            )
+    return same, low
+
+
+def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
+    """HRNet fuse for one output branch: ReLU of the sum of all branch contributions.
+
+    ``relu(sum(same_res) + sum(F.interpolate(x, size=(H, W), mode="nearest") for x in
+    low_res))`` in one pass that never materialises the upsampled tensors; the backward is one
+    pass too. Nearest follows PyTorch's index rule exactly (``nearest_source_index``), so sizes
+    that are not multiples of each other (e.g. 401 frames -> 101, 51, 26, 13) match
+    ``F.interpolate``. NaN and Inf pass through as in the reference (``relu(NaN)`` is NaN).
+
+    Args:
+        same_res: 1 to 4 tensors ``(B, C, H, W)``: the identity contribution and those already
+            brought to this branch's resolution (e.g. strided convs of higher branches).
+        low_res: 0 to 3 tensors ``(B, C, h, w)`` with ``1 <= h <= H``, ``1 <= w <= W``: lower
+            branches already projected to ``C`` channels (1x1 conv + BN), at their own size.
+            All tensors share one dtype (float32, bfloat16, float16, or float64 for
+            ``gradcheck``; sums are formed in float32, float64 in float64) and one device (CPU
+            or CUDA). Any strides: contiguous, channels_last, mixed and non-contiguous views
+            are read in place.
+
+    Returns:
+        ``(B, C, H, W)`` in the inputs' dtype, on their device, in ``same_res[0]``'s memory
+        format. float32 results equal the eager expression bit for bit.
+
+    Supports: autograd, torch.compile (fullgraph).
+    """
+    same, low = _check_inputs(same_res, low_res)
+    return _hr_fuse_op(same, low)
