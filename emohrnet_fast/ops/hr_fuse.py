@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 
@@ -11,6 +10,7 @@ from torch import Tensor
 
 from emohrnet_fast._extension import _C
 from emohrnet_fast.ops._checks import check_device_supported, check_tensor_list
+from emohrnet_fast.ops._launch import cuda_stream_context
 
 MAX_SAME_RES = 4
 MAX_LOW_RES = 3
@@ -53,22 +53,13 @@ def _padded(values: list, length: int, fill) -> list:
     return values + [fill] * (length - len(values))
 
 
-@contextlib.contextmanager
-def _on_device(x: Tensor):
-    """Yields the stream handle the kernel must use (0 on the CPU)."""
-    if not x.is_cuda:
-        yield 0
-        return
-    with torch.cuda.device(x.device):
-        yield torch.cuda.current_stream(x.device).cuda_stream
-
-
 @torch.library.custom_op("emohrnet_fast::hr_fuse", mutates_args=())
 def _hr_fuse_op(same_res: list[Tensor], low_res: list[Tensor]) -> Tensor:
     ref = same_res[0]
     out = torch.empty_like(ref)  # keeps same_res[0]'s memory format
     batch, channels, height, width = ref.shape
-    with _on_device(ref) as stream:
+    guard, stream = cuda_stream_context(ref)
+    with guard:
         _C.hr_fuse(
             same=_padded([x.data_ptr() for x in same_res], MAX_SAME_RES, 0),
             same_strides=_padded([list(x.stride()) for x in same_res], MAX_SAME_RES, [0] * 4),
@@ -125,7 +116,8 @@ def _hr_fuse_backward_op(
     sizes = [list(g.shape[-2:]) for g in grad_low]
     row_start = [_block_starts(h, height, out.device) for h, _ in sizes]
     col_start = [_block_starts(w, width, out.device) for _, w in sizes]
-    with _on_device(out) as stream:
+    guard, stream = cuda_stream_context(out)
+    with guard:
         _C.hr_fuse_backward(
             grad=grad.data_ptr(),
             grad_strides=list(grad.stride()),

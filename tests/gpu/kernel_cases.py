@@ -17,7 +17,7 @@ from ef_testing import frame_relative_error
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.augment import SpecAugment
-from emohrnet_fast.ops import log_mel, spec_augment, spec_augment_
+from emohrnet_fast.ops import hr_fuse, log_mel, spec_augment, spec_augment_
 
 CONFIGS = [
     FrontEndConfig(),
@@ -52,6 +52,7 @@ def check_edge_cases() -> int:
                     failures += 1
                     print(f"MISMATCH {err:.3g}: batch={batch} length={length} {config}")
     failures += check_masks()
+    failures += check_hr_fuse()
     torch.cuda.synchronize()
     print(f"{failures} mismatches")
     return 1 if failures else 0
@@ -87,6 +88,45 @@ def check_masks() -> int:
         if not err <= 2e-3 * (2 * config.n_bands) ** 0.5:
             failures += 1
             print(f"MISMATCH {err:.3g}: fused masks {config}")
+    return failures
+
+
+def check_hr_fuse() -> int:
+    """hr_fuse forward and backward, CUDA vs CPU, on the odd EmoHRNet sizes and layouts."""
+    failures = 0
+    sizes = [(32, 101), (16, 51), (8, 26), (4, 13)]
+    for dtype in (torch.float32, torch.bfloat16):
+        for branch, n_branches, channels_last in [
+            (0, 4, False),
+            (1, 4, True),
+            (0, 2, False),
+            (3, 4, False),
+        ]:
+            height, width = sizes[branch]
+            same = [torch.randn(3, 16, height, width) for _ in range(branch + 1)]
+            low = [torch.randn(3, 16, *sizes[k]) for k in range(branch + 1, n_branches)]
+            inputs = [t.to(dtype).requires_grad_() for t in same + low]
+            gpu_inputs = [t.detach().cuda().requires_grad_() for t in inputs]
+            if channels_last:
+                gpu_inputs = [
+                    t.detach().to(memory_format=torch.channels_last).requires_grad_()
+                    for t in gpu_inputs
+                ]
+            n_same = len(same)
+            cpu_out = hr_fuse(inputs[:n_same], inputs[n_same:])
+            gpu_out = hr_fuse(gpu_inputs[:n_same], gpu_inputs[n_same:])
+            grad = torch.randn_like(cpu_out)
+            cpu_out.backward(grad)
+            gpu_out.backward(grad.cuda())
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            errors = [float((gpu_out.float().cpu() - cpu_out.float()).abs().max())]
+            errors += [
+                float((g.grad.float().cpu() - c.grad.float()).abs().max())
+                for g, c in zip(gpu_inputs, inputs, strict=True)
+            ]
+            if max(errors) > tol * max(1.0, n_branches):
+                failures += 1
+                print(f"MISMATCH {max(errors):.3g}: hr_fuse branch {branch}/{n_branches} {dtype}")
     return failures
 
 
