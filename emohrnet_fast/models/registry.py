@@ -11,6 +11,7 @@ from torch import nn
 
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.models.centerloss_cnn import CenterLossCNN, CenterLossCNNConfig
+from emohrnet_fast.models.emohrnet import EMOHRNET_SMALL, EMOHRNET_W18, EMOHRNET_W32, EmoHRNet
 
 _PRESETS: dict[str, tuple[Callable[[Any, int], nn.Module], Any]] = {}
 
@@ -48,6 +49,9 @@ def create(name: str, num_classes: int, **overrides) -> nn.Module:
     return builder(dataclasses.replace(config, **overrides), num_classes)
 
 
+register("emohrnet_small", EmoHRNet, EMOHRNET_SMALL)  # HRNet-W18-small-v1 widths: the default
+register("emohrnet_w18", EmoHRNet, EMOHRNET_W18)
+register("emohrnet_w32", EmoHRNet, EMOHRNET_W32)
 register(
     "centerloss_cnn_spec",
     CenterLossCNN,
