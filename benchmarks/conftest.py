@@ -31,7 +31,8 @@ class Record:
     workload: str
     impl: str
     seconds: float  # per call
-    audio_seconds: float  # per call
+    audio_seconds: float  # per call (0 when the throughput is counted in clips)
+    clips: int  # per call, for models
     floor_bytes: int  # bytes the op must move at least (our op only; 0 otherwise)
     baseline: bool
 
@@ -89,7 +90,8 @@ class Timer:
         *,
         workload: str,
         impl: str,
-        audio_seconds: float,
+        audio_seconds: float = 0.0,
+        clips: int = 0,
         floor_bytes: int = 0,
         baseline: bool = False,
         repeat: int = 1,
@@ -104,14 +106,18 @@ class Timer:
             repeat = 1
             run = fn
         self.benchmark.group = f"{self.device} {workload}"
-        self.benchmark.extra_info.update(impl=impl, audio_seconds=audio_seconds, repeat=repeat)
+        self.benchmark.extra_info.update(
+            impl=impl, audio_seconds=audio_seconds, clips=clips, repeat=repeat
+        )
         self.benchmark.pedantic(run, rounds=5, warmup_rounds=1, iterations=1)
         stats = self.benchmark.stats
         if stats is None:  # --benchmark-disable: ran once, nothing measured
             return
         seconds = stats.stats.median / repeat
         _RECORDS.append(
-            Record(self.device, workload, impl, seconds, audio_seconds, floor_bytes, baseline)
+            Record(
+                self.device, workload, impl, seconds, audio_seconds, clips, floor_bytes, baseline
+            )
         )
 
 
@@ -125,7 +131,7 @@ def _table() -> list[str]:
     for rec in _RECORDS:
         by_workload[(rec.device, rec.workload)].append(rec)
     lines = [
-        "| device | workload | implementation | ms / call | audio-s / s | vs baseline | "
+        "| device | workload | implementation | ms / call | throughput | vs baseline | "
         "memory floor |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
@@ -136,9 +142,14 @@ def _table() -> list[str]:
             floor = "-"
             if rec.floor_bytes and device == "cuda":
                 floor = f"{rec.floor_bytes / copy_bandwidth(device) / rec.seconds:.0%}"
+            throughput = (
+                f"{rec.audio_seconds / rec.seconds:,.0f} audio-s/s"
+                if rec.audio_seconds
+                else f"{rec.clips / rec.seconds:,.0f} clips/s"
+            )
             lines.append(
                 f"| {device_name(device)} | {workload} | {rec.impl} | {rec.seconds * 1e3:.3f} | "
-                f"{rec.audio_seconds / rec.seconds:,.0f} | {ratio} | {floor} |"
+                f"{throughput} | {ratio} | {floor} |"
             )
     if "cuda" in _COPY_BANDWIDTH:
         lines.append(f"\nCopy bandwidth (same run): {_COPY_BANDWIDTH['cuda'] / 1e9:.0f} GB/s")
