@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CLIP_SECONDS, HAS_CUDA
+from conftest import CLIP_SECONDS
+from ef_testing import HAS_CUDA
 
 from emohrnet_fast.ops import hr_fuse, reference
 

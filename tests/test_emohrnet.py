@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ef_testing import DEVICES, emodb_files, load_wav
+from ef_testing import DEVICES, HAS_CUDA, emodb_files, load_wav
 
 from emohrnet_fast import models
 from emohrnet_fast.features import FrontEnd
@@ -154,3 +154,53 @@ def test_architecture_matches_timm_hrnet_w18():
             torch.testing.assert_close(
                 ours.forward_features(x), expected, rtol=1e-4, atol=1e-4, msg=fuse
             )
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["emohrnet_small", "centerloss_cnn_mfcc"])
+def test_cuda_bf16_channels_last_and_graph_capture(name):
+    model = models.create(name, num_classes=4).cuda().eval()
+    frontend = model.default_frontend
+    x = torch.randn(8, frontend.n_features, 101, device="cuda")
+    with torch.inference_mode():
+        expected = model(x).logits
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model(x).logits
+        assert (bf16.float() - expected).abs().max() < 0.1 * expected.abs().max() + 0.1
+        cl = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(
+            cl(x.unsqueeze(1).to(memory_format=torch.channels_last)).logits,
+            expected,
+            rtol=1e-3,
+            atol=1e-3,
+        )
+    static_x = x.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(3):
+            model(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        static_out = model(static_x).logits
+    fresh = torch.randn_like(x)
+    static_x.copy_(fresh)
+    graph.replay()
+    with torch.no_grad():
+        torch.testing.assert_close(static_out, model(fresh).logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cuda_compile_fullgraph_and_reduce_overhead():
+    model = models.create("emohrnet_small", num_classes=4).cuda().eval()
+    x = torch.randn(4, 128, 401, device="cuda")
+    with torch.no_grad():
+        expected = model(x).logits
+        for mode in ("default", "reduce-overhead"):
+            compiled = torch.compile(model, fullgraph=True, mode=mode)
+            for _ in range(3):
+                got = compiled(x).logits
+            torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3, msg=mode)
