@@ -19,6 +19,17 @@ constexpr int kMaxLowRes = 3;
 // Codes shared with emohrnet_fast/ops/hr_fuse.py.
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
 
+// The type sums are formed in: float for every dtype but float64 (kept in double so gradcheck
+// sees full precision).
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
 // A (B, C, H, W) tensor as its data pointer and element strides.
 struct View {
   void* data = nullptr;

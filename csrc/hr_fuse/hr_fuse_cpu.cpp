@@ -17,17 +17,6 @@
 namespace emohrnet_fast::hr_fuse {
 namespace {
 
-// The type sums are formed in: float for every dtype but float64 (kept in double so gradcheck
-// sees full precision).
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
 inline float load(const float* p) { return *p; }
 inline double load(const double* p) { return *p; }
 inline float load(const Half* p) { return to_float(*p); }

@@ -31,15 +31,6 @@ void check(cudaError_t err, const char* what) {
   }
 }
 
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 __device__ __forceinline__ double load(const double* p) { return __ldg(p); }
 __device__ __forceinline__ float load(const __half* p) { return __half2float(__ldg(p)); }

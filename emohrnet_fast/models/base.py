@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class ModelOutput(NamedTuple):
@@ -13,6 +13,19 @@ class ModelOutput(NamedTuple):
     logits: Tensor  # (B, num_classes)
     embedding: Tensor  # (B, embedding_dim): the representation the classifier reads
     reconstruction: Tensor | None  # (B, 1, F, T) like the input, or None without a decoder
+
+
+class EmotionModel(nn.Module):
+    """Base of every model: its config, class count and the features it expects
+    (``default_frontend``, so training and inference compute the same ones)."""
+
+    def __init__(self, config: Any, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes={num_classes}: expected >= 2")
+        self.config = config
+        self.num_classes = num_classes
+        self.default_frontend = config.frontend
 
 
 def as_image(features: Tensor, in_chans: int, min_size: int, model: str) -> Tensor:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from emohrnet_fast.config import FrontEndConfig
-from emohrnet_fast.models.base import ModelOutput, as_image
+from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,12 @@ def _conv_block(in_chans: int, out_chans: int) -> nn.Sequential:
     )
 
 
-class CenterLossCNN(nn.Module):
+class CenterLossCNN(EmotionModel):
     """``features (B, [1,] F, T)`` -> :class:`ModelOutput` (logits, 128-d embedding,
     reconstruction of the input or None)."""
 
     def __init__(self, config: CenterLossCNNConfig, num_classes: int) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes}: expected >= 2")
-        self.config = config
-        self.num_classes = num_classes
-        self.default_frontend = config.frontend
+        super().__init__(config, num_classes)
         widths = (config.in_chans, *config.channels)
         self.encoder = nn.ModuleList(_conv_block(a, b) for a, b in itertools.pairwise(widths))
         self.pool = nn.MaxPool2d(2)

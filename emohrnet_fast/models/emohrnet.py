@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from emohrnet_fast.config import FrontEndConfig
-from emohrnet_fast.models.base import ModelOutput, as_image
+from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image
 from emohrnet_fast.ops import hr_fuse, reference
 
 
@@ -194,19 +194,14 @@ class HighResolutionModule(nn.Module):
         return out
 
 
-class EmoHRNet(nn.Module):
+class EmoHRNet(EmotionModel):
     """``features (B, [1,] n_mels, frames)`` -> :class:`ModelOutput` (logits, 256-d embedding,
     no reconstruction). See the module docstring for the architecture."""
 
     min_size = 32  # the lowest branch is 32x smaller than the input on both axes
 
     def __init__(self, config: EmoHRNetConfig, num_classes: int) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes}: expected >= 2")
-        self.config = config
-        self.num_classes = num_classes
-        self.default_frontend = config.frontend
+        super().__init__(config, num_classes)
         c = config
         self.conv1 = nn.Conv2d(c.in_chans, c.stem_width, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c.stem_width)
