@@ -157,77 +157,95 @@ void masked_grad_line(const T* grad, int64_t grad_stride, const T* out, int64_t 
   }
 }
 
+// Row-major layouts: one (n, c) plane per work item. Each output row's masked gradient is
+// formed once, stored to grad_same and added into every low-res plane's sums in the same pass,
+// so grad and out are read once in all. Each low-res sum still accumulates its block in
+// row-major order: deterministic and independent of the thread count, no atomics.
 template <typename T>
-void backward(const Params& p, const BackwardBuffers& buf) {
+void backward_rows(const Params& p, const BackwardBuffers& buf) {
   using A = typename Acc<T>::type;
-  const int64_t B = p.batch, C = p.channels, H = p.height, W = p.width;
-  const bool channels_inner = channels_innermost(buf.grad_same, C);
-  const int64_t len = channels_inner ? C : W;
-  auto inner_stride = [&](const View& v) { return channels_inner ? v.stride_c : v.stride_w; };
-  // Source column of every output column, per low-res input (row-wise walk only).
+  const int64_t C = p.channels, H = p.height, W = p.width;
   std::vector<int64_t> col_src[kMaxLowRes];
-  for (int k = 0; k < p.num_low && !channels_inner; ++k) {
+  for (int k = 0; k < p.num_low; ++k) {
     col_src[k].resize(static_cast<std::size_t>(W));
     for (int64_t x = 0; x < W; ++x) col_src[k][x] = p.cols[k].source(x);
   }
-  int64_t max_low_width = 0;
-  for (int k = 0; k < p.num_low; ++k) max_low_width = std::max(max_low_width, p.cols[k].in_size);
 #pragma omp parallel num_threads(threads(p))
   {
-    std::vector<A> line(static_cast<std::size_t>(len));
-    std::vector<A> sums(static_cast<std::size_t>(channels_inner ? C : max_low_width));
-    const int64_t lines = channels_inner ? B * H * W : B * C * H;
-#pragma omp for schedule(static) nowait
-    for (int64_t l = 0; l < lines; ++l) {
-      int64_t n, c, y, x;
-      if (channels_inner) {
-        n = l / (H * W), c = 0, y = (l / W) % H, x = l % W;
-      } else {
-        n = l / (C * H), c = (l / H) % C, y = l % H, x = 0;
-      }
-      masked_grad_line<T>(at<T>(buf.grad, n, c, y, x), inner_stride(buf.grad),
-                          at<T>(buf.out, n, c, y, x), inner_stride(buf.out), len, line.data());
-      store_line(at<T>(buf.grad_same, n, c, y, x), inner_stride(buf.grad_same), line.data(), len);
+    std::vector<A> line(static_cast<std::size_t>(W));
+    std::vector<A> sums[kMaxLowRes];
+    for (int k = 0; k < p.num_low; ++k) {
+      sums[k].resize(static_cast<std::size_t>(p.rows[k].in_size * p.cols[k].in_size));
     }
-    // Each low-res gradient element is the sum over its block in row-major order, formed by
-    // one thread: deterministic, independent of the thread count, no atomics.
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < p.batch * C; ++plane) {
+      const int64_t n = plane / C, c = plane % C;
+      for (int k = 0; k < p.num_low; ++k) std::fill(sums[k].begin(), sums[k].end(), A(0));
+      for (int64_t y = 0; y < H; ++y) {
+        masked_grad_line<T>(at<T>(buf.grad, n, c, y, 0), buf.grad.stride_w,
+                            at<T>(buf.out, n, c, y, 0), buf.out.stride_w, W, line.data());
+        store_line(at<T>(buf.grad_same, n, c, y, 0), buf.grad_same.stride_w, line.data(), W);
+        for (int k = 0; k < p.num_low; ++k) {
+          A* row_sums = sums[k].data() + p.rows[k].source(y) * p.cols[k].in_size;
+          const int64_t* src = col_src[k].data();
+          for (int64_t x = 0; x < W; ++x) row_sums[src[x]] += line[x];
+        }
+      }
+      for (int k = 0; k < p.num_low; ++k) {
+        const int64_t w = p.cols[k].in_size;
+        for (int64_t ys = 0; ys < p.rows[k].in_size; ++ys) {
+          store_line(at<T>(buf.grad_low[k], n, c, ys, 0), buf.grad_low[k].stride_w,
+                     sums[k].data() + ys * w, w);
+        }
+      }
+    }
+  }
+}
+
+// channels_last: lines run along channels, so each low-res pixel gathers its block pixel by
+// pixel, all channels at once.
+template <typename T>
+void backward_channels_last(const Params& p, const BackwardBuffers& buf) {
+  using A = typename Acc<T>::type;
+  const int64_t B = p.batch, C = p.channels, H = p.height, W = p.width;
+#pragma omp parallel num_threads(threads(p))
+  {
+    std::vector<A> line(static_cast<std::size_t>(C)), sums(static_cast<std::size_t>(C));
+#pragma omp for schedule(static) nowait
+    for (int64_t l = 0; l < B * H * W; ++l) {
+      const int64_t n = l / (H * W), y = (l / W) % H, x = l % W;
+      masked_grad_line<T>(at<T>(buf.grad, n, 0, y, x), buf.grad.stride_c,
+                          at<T>(buf.out, n, 0, y, x), buf.out.stride_c, C, line.data());
+      store_line(at<T>(buf.grad_same, n, 0, y, x), buf.grad_same.stride_c, line.data(), C);
+    }
     for (int k = 0; k < p.num_low; ++k) {
       const int64_t h = p.rows[k].in_size, w = p.cols[k].in_size;
       const int64_t* row_start = buf.row_start[k];
       const int64_t* col_start = buf.col_start[k];
       const View& g = buf.grad_low[k];
-      if (channels_inner) {
-        // Per low-res pixel: all channels at once, walking its block pixel by pixel.
 #pragma omp for schedule(dynamic, 16) nowait
-        for (int64_t pixel = 0; pixel < B * h * w; ++pixel) {
-          const int64_t n = pixel / (h * w), ys = (pixel / w) % h, xs = pixel % w;
-          std::fill(sums.begin(), sums.end(), A(0));
-          for (int64_t y = row_start[ys]; y < row_start[ys + 1]; ++y) {
-            for (int64_t x = col_start[xs]; x < col_start[xs + 1]; ++x) {
-              masked_grad_line<T>(at<T>(buf.grad, n, 0, y, x), buf.grad.stride_c,
-                                  at<T>(buf.out, n, 0, y, x), buf.out.stride_c, C, line.data());
-              for (int64_t ch = 0; ch < C; ++ch) sums[ch] += line[ch];
-            }
+      for (int64_t pixel = 0; pixel < B * h * w; ++pixel) {
+        const int64_t n = pixel / (h * w), ys = (pixel / w) % h, xs = pixel % w;
+        std::fill(sums.begin(), sums.end(), A(0));
+        for (int64_t y = row_start[ys]; y < row_start[ys + 1]; ++y) {
+          for (int64_t x = col_start[xs]; x < col_start[xs + 1]; ++x) {
+            masked_grad_line<T>(at<T>(buf.grad, n, 0, y, x), buf.grad.stride_c,
+                                at<T>(buf.out, n, 0, y, x), buf.out.stride_c, C, line.data());
+            for (int64_t ch = 0; ch < C; ++ch) sums[ch] += line[ch];
           }
-          store_line(at<T>(g, n, 0, ys, xs), g.stride_c, sums.data(), C);
         }
-      } else {
-        // Per low-res row: stream the block's output rows, scattering each column into its
-        // source column's sum (the block's own row-major order for every sum).
-        const int64_t* src = col_src[k].data();
-#pragma omp for schedule(dynamic, 4) nowait
-        for (int64_t row = 0; row < B * C * h; ++row) {
-          const int64_t n = row / (C * h), c = (row / h) % C, ys = row % h;
-          std::fill(sums.begin(), sums.begin() + w, A(0));
-          for (int64_t y = row_start[ys]; y < row_start[ys + 1]; ++y) {
-            masked_grad_line<T>(at<T>(buf.grad, n, c, y, 0), buf.grad.stride_w,
-                                at<T>(buf.out, n, c, y, 0), buf.out.stride_w, W, line.data());
-            for (int64_t x = 0; x < W; ++x) sums[src[x]] += line[x];
-          }
-          store_line(at<T>(g, n, c, ys, 0), g.stride_w, sums.data(), w);
-        }
+        store_line(at<T>(g, n, 0, ys, xs), g.stride_c, sums.data(), C);
       }
     }
+  }
+}
+
+template <typename T>
+void backward(const Params& p, const BackwardBuffers& buf) {
+  if (channels_innermost(buf.grad_same, p.channels)) {
+    backward_channels_last<T>(p, buf);
+  } else {
+    backward_rows<T>(p, buf);
   }
 }
 
