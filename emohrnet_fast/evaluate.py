@@ -1,0 +1,172 @@
+"""Classification metrics for speech emotion recognition, and their reports.
+
+WA (weighted accuracy) is plain accuracy; UA (unweighted accuracy) is the mean per-class
+recall, the figure SER papers quote because the corpora are imbalanced. Classes absent from
+the ground truth have no recall and are left out of UA and macro-F1 (and named in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Report:
+    """Metrics of one evaluation. Fractions are in [0, 1]."""
+
+    labels: tuple[str, ...]  # class names, in confusion-matrix order
+    confusion: tuple[tuple[int, ...], ...]  # [true][predicted] counts
+    wa: float  # weighted accuracy: correct / total
+    ua: float  # unweighted accuracy: mean recall over the classes present in the truth
+    macro_f1: float  # mean F1 over the classes present in the truth
+    precision: tuple[float, ...]  # per class; NaN when the class is never predicted
+    recall: tuple[float, ...]  # per class; NaN when the class never occurs
+    f1: tuple[float, ...]  # per class; NaN when precision or recall is
+    support: tuple[int, ...]  # true examples per class
+    meta: dict = field(default_factory=dict)  # free-form: corpus, protocol, fold, config, ...
+
+    @classmethod
+    def from_predictions(
+        cls,
+        y_true: Sequence[int] | Tensor,
+        y_pred: Sequence[int] | Tensor,
+        labels: Sequence[str],
+        meta: dict | None = None,
+    ) -> Report:
+        """Metrics of integer predictions ``y_pred`` against ``y_true`` (both ``(N,)``, values in
+        ``[0, len(labels))``)."""
+        true = torch.as_tensor(y_true, dtype=torch.long).flatten().cpu()
+        pred = torch.as_tensor(y_pred, dtype=torch.long).flatten().cpu()
+        k = len(labels)
+        if k < 2:
+            raise ValueError(f"labels: expected at least 2 classes, got {list(labels)}")
+        if true.shape != pred.shape:
+            raise ValueError(f"y_true and y_pred differ in length: {len(true)} vs {len(pred)}")
+        if true.numel() == 0:
+            raise ValueError("y_true: expected at least one example, got none")
+        for name, t in (("y_true", true), ("y_pred", pred)):
+            if t.min() < 0 or t.max() >= k:
+                raise ValueError(
+                    f"{name}: class indices must be in [0, {k}), got "
+                    f"[{int(t.min())}, {int(t.max())}]"
+                )
+        confusion = torch.bincount(true * k + pred, minlength=k * k).reshape(k, k).tolist()
+        support = [sum(row) for row in confusion]
+        predicted = [sum(col) for col in zip(*confusion, strict=True)]
+        precision, recall, f1 = [], [], []
+        for i in range(k):
+            hits = confusion[i][i]
+            precision.append(hits / predicted[i] if predicted[i] else math.nan)
+            recall.append(hits / support[i] if support[i] else math.nan)
+            if not support[i]:
+                f1.append(math.nan)
+                continue
+            p = precision[i] if predicted[i] else 0.0  # occurs, never predicted: F1 = 0
+            f1.append(2 * p * recall[i] / (p + recall[i]) if p + recall[i] else 0.0)
+        present = [i for i in range(k) if support[i]]
+        return cls(
+            labels=tuple(labels),
+            confusion=tuple(tuple(row) for row in confusion),
+            wa=sum(confusion[i][i] for i in range(k)) / sum(support),
+            ua=sum(recall[i] for i in present) / len(present),
+            macro_f1=sum(f1[i] for i in present) / len(present),
+            precision=tuple(precision),
+            recall=tuple(recall),
+            f1=tuple(f1),
+            support=tuple(support),
+            meta=dict(meta or {}),
+        )
+
+    def markdown(self) -> str:
+        """The report as a markdown table (per class, then WA / UA / macro-F1)."""
+
+        def pct(x: float) -> str:
+            return "-" if math.isnan(x) else f"{100 * x:.1f}"
+
+        lines = ["| class | support | precision % | recall % | F1 % |", "|---|---:|---:|---:|---:|"]
+        for i, name in enumerate(self.labels):
+            lines.append(
+                f"| {name} | {self.support[i]} | {pct(self.precision[i])} | "
+                f"{pct(self.recall[i])} | {pct(self.f1[i])} |"
+            )
+        lines.append("")
+        lines.append(
+            f"WA {pct(self.wa)} %, UA {pct(self.ua)} %, macro-F1 {pct(self.macro_f1)} % "
+            f"over {sum(self.support)} examples"
+        )
+        absent = [name for name, s in zip(self.labels, self.support, strict=True) if s == 0]
+        if absent:
+            lines.append(
+                f"(absent from the truth, left out of UA and macro-F1: {', '.join(absent)})"
+            )
+        return "\n".join(lines) + "\n"
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``report.json``, ``report.md`` and ``confusion.png`` (row-normalised colours,
+        counts in the cells) into ``directory``; each file is written atomically."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(asdict(self), indent=2, default=str, allow_nan=True)
+        _atomic_write(out / "report.json", payload.encode())
+        _atomic_write(out / "report.md", self.markdown().encode())
+        _atomic_write(out / "confusion.png", self._confusion_png())
+        return out
+
+    def _confusion_png(self) -> bytes:
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed; a no-op when already set
+        import matplotlib.pyplot as plt
+
+        counts = torch.tensor(self.confusion, dtype=torch.float64)
+        rows = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+        k = len(self.labels)
+        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.6 * k), dpi=120)
+        image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(k), self.labels, rotation=45, ha="right")
+        ax.set_yticks(range(k), self.labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"WA {100 * self.wa:.1f} %  UA {100 * self.ua:.1f} %")
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    str(int(counts[i, j])),
+                    ha="center",
+                    va="center",
+                    color="white" if rows[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
+        fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return buffer.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
