@@ -30,27 +30,30 @@ def reflect_pad(x: Tensor, pad: int) -> Tensor:
     return x[..., idx]
 
 
-def log_mel(waveform: Tensor, config: FrontEndConfig | None = None) -> Tensor:
+def log_mel(
+    waveform: Tensor, config: FrontEndConfig | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Reference of :func:`emohrnet_fast.ops.log_mel`: same signature, shapes and conventions.
 
-    ``waveform (..., time)`` float -> ``(..., n_features, frames)`` float32. Differentiable.
+    ``waveform (..., time)`` float -> ``(..., n_features, frames)`` in ``dtype`` (float32 like
+    the kernel; float64 gives an oracle for accuracy tests). Differentiable.
     """
     config = FrontEndConfig() if config is None else config
     lead, length = waveform.shape[:-1], waveform.shape[-1]
-    x = waveform.reshape(-1, length).to(torch.float32)
+    x = waveform.reshape(-1, length).to(dtype)
     padded = reflect_pad(x, config.n_fft // 2)
     spec = torch.stft(
         padded,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
-        window=stft_window(config).to(device=x.device, dtype=torch.float32),
+        window=stft_window(config).to(device=x.device, dtype=dtype),
         center=False,
         return_complex=True,
     )  # (B, n_freqs, frames)
     mag = spec.abs()
     bands = mag.pow(2) if config.power == 2.0 else mag
     if config.n_mels is not None:
-        fb = mel_filterbank(config).to(device=x.device, dtype=torch.float32)
+        fb = mel_filterbank(config).to(device=x.device, dtype=dtype)
         bands = torch.matmul(fb.t(), bands)  # (B, n_mels, frames)
     if config.output == "log":
         bands = torch.log(bands + config.eps)
@@ -61,7 +64,7 @@ def log_mel(waveform: Tensor, config: FrontEndConfig | None = None) -> Tensor:
             floor = finite_or_inf.amax(dim=(-2, -1), keepdim=True) - config.top_db
             bands = torch.maximum(bands, floor)
     if config.n_mfcc is not None:
-        dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=x.device, dtype=torch.float32)
+        dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=x.device, dtype=dtype)
         bands = torch.matmul(dct.t(), bands)
     return bands.reshape(*lead, *bands.shape[1:])
 
