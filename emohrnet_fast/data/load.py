@@ -91,7 +91,8 @@ def load_corpus(
             f"load_corpus({name!r}): unknown option(s) {unknown}; {name} accepts "
             f"{accepted or 'none'}"
         )
-    root = Path(root).expanduser()
+    # Absolute, so cache keys and utterance paths do not depend on the working directory.
+    root = Path(root).expanduser().resolve()
     if not root.exists():
         raise FileNotFoundError(
             f"root={str(root)!r}: no such file or folder (expected {reader.title}: {reader.layout})"
