@@ -10,6 +10,7 @@ import beside our CPU torch; see DESIGN.md), and its C core processes all channe
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 from typing import Literal
@@ -120,14 +121,16 @@ def resample(
     if orig_sample_rate == new_sample_rate:
         return waveform
     compute = torch.float64 if waveform.dtype == torch.float64 else torch.float32
-    batch = waveform.detach().to("cpu", compute).reshape(-1, waveform.shape[-1])
-    if batch.shape[-1] == 0:
-        out = torch.empty(batch.shape[0], 0, dtype=compute)
+    leading = waveform.shape[:-1]
+    batch = waveform.detach().to("cpu", compute).reshape(math.prod(leading), waveform.shape[-1])
+    if batch.numel() == 0:
+        length = round(waveform.shape[-1] * new_sample_rate / orig_sample_rate)
+        out = torch.zeros(batch.shape[0], length, dtype=compute)
     else:
         # soxr takes (frames, channels) and filters every channel with one filter state.
         out = soxr.resample(batch.T.numpy(), orig_sample_rate, new_sample_rate, quality=quality)
         out = torch.from_numpy(np.ascontiguousarray(out.reshape(-1, batch.shape[0]).T))
-    out = out.reshape(*waveform.shape[:-1], out.shape[-1])
+    out = out.reshape(*leading, out.shape[-1])
     return out.to(waveform.device, waveform.dtype)
 
 
