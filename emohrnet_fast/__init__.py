@@ -1,11 +1,12 @@
 """emohrnet_fast: speech emotion recognition on fused C++/CUDA kernels.
 
 Public API (see README.md): :class:`FrontEndConfig`, :mod:`emohrnet_fast.features`,
-:mod:`emohrnet_fast.augment`, :mod:`emohrnet_fast.ops`, :mod:`emohrnet_fast.audio`,
-:mod:`emohrnet_fast.data` and :func:`info`.
+:mod:`emohrnet_fast.augment`, :mod:`emohrnet_fast.models`, :mod:`emohrnet_fast.losses`,
+:mod:`emohrnet_fast.ops`, :mod:`emohrnet_fast.audio`, :mod:`emohrnet_fast.data` and
+:func:`info`.
 """
 
-from emohrnet_fast import audio, augment, data, features, ops
+from emohrnet_fast import audio, augment, data, features, losses, models, ops
 from emohrnet_fast._info import info
 from emohrnet_fast.config import FrontEndConfig
 
@@ -19,5 +20,7 @@ __all__ = [
     "data",
     "features",
     "info",
+    "losses",
+    "models",
     "ops",
 ]
