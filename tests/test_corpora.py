@@ -293,6 +293,13 @@ def test_bad_options(tmp_path):
         load_corpus("iemocap", fx.iemocap(tmp_path / "iemocap"), label_set="6class")
     with pytest.raises(ValueError, match=r"speaker_pattern='\(': "):
         load_corpus("folder", tmp_path / "emodb", speaker_pattern="(")
+    with pytest.raises(ef.data.CorpusLayoutError, match=r"csv manifest: .*a folder, not a file"):
+        load_corpus("csv", root)
+    with pytest.raises(ef.data.CorpusLayoutError, match=r"EmoDB: .*a file, not a folder"):
+        load_corpus("emodb", root / "wav" / "03a01Wa.wav")
+    assert repr(load_corpus("emodb", root, load_audio=False)) == (
+        "Corpus(name='emodb', utterances=14, labels=7, speakers=2, skipped=1, audio not loaded)"
+    )
 
 
 def test_unreadable_audio_is_skipped_and_reported(tmp_path):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from emohrnet_fast import audio
 from emohrnet_fast.data.labels import label_order
@@ -192,6 +193,13 @@ class Corpus:
     def __str__(self) -> str:
         return self.summary()
 
+    def __repr__(self) -> str:
+        loaded = "loaded" if self.waveforms is not None else "not loaded"
+        return (
+            f"Corpus(name={self.name!r}, utterances={len(self)}, labels={len(self.labels)}, "
+            f"speakers={len(self.speakers)}, skipped={len(self.skipped)}, audio {loaded})"
+        )
+
 
 def _counts_line(counts: dict[str, int]) -> str:
     items = [f"{key} {value}" for key, value in counts.items()]
@@ -294,8 +302,6 @@ def _decode_one(path: Path, sample_rate: int) -> Tensor | str:
 def _decode_all(
     paths: list[Path], sample_rate: int, *, progress: bool | None, workers: int | None
 ) -> dict[Path, Tensor | str]:
-    from tqdm.auto import tqdm
-
     workers = workers or min(4, os.cpu_count() or 1)
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     # libsndfile and libsoxr release the GIL, so threads decode in parallel.

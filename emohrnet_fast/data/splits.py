@@ -15,7 +15,7 @@ Protocol = Literal["loso", "speaker_kfold", "session", "random"]
 PROTOCOLS: tuple[str, ...] = ("loso", "speaker_kfold", "session", "random")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no single truth value to compare by
 class Split:
     """One fold: indices into ``corpus.utterances`` (and ``corpus.waveforms``)."""
 
