@@ -370,6 +370,14 @@ def test_cache_location_from_environment(tmp_path, monkeypatch):
     assert len(list((tmp_path / "env-cache").glob("emodb-*.pt"))) == 1
 
 
+def test_unwritable_cache_warns_and_loads(tmp_path):
+    root = fx.emodb(tmp_path / "emodb")
+    blocked = fx.junk(tmp_path / "a-file")  # cache_dir is a file: mkdir fails
+    with pytest.warns(RuntimeWarning, match=r"cache_dir=.*a-file.*cannot write the cache"):
+        corpus = load_corpus("emodb", root, cache_dir=blocked, progress=False)
+    assert len(corpus.waveforms) == 14
+
+
 def test_no_cache_and_metadata_only(tmp_path, capsys):
     root = fx.emodb(tmp_path / "emodb")
     corpus = load_corpus("emodb", root, cache=False, progress=False, cache_dir=tmp_path / "c")
@@ -394,4 +402,6 @@ def test_padded_batches(tmp_path):
     cropped, cropped_lengths = waves.padded(max_length=200)
     assert cropped.shape == (3, 200) and cropped_lengths.tolist() == [160, 200, 200]
     assert [w.numel() for w in waves.as_list()] == [160, 480, 320]
+    with pytest.raises(ValueError, match=r"max_length=0: expected None or an integer >= 1"):
+        waves.padded(max_length=0)
     assert corpus.targets.tolist() == [0, 0, 0]

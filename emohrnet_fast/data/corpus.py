@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class Waveforms:
             ``(waveforms (batch, time) float32, lengths (batch,) int64)``; ``lengths`` are
             the cropped lengths.
         """
+        if max_length is not None and (isinstance(max_length, bool) or max_length < 1):
+            raise ValueError(f"max_length={max_length!r}: expected None or an integer >= 1")
         device = self.data.device
         if indices is None:
             indices = torch.arange(len(self), device=device)
@@ -129,7 +132,7 @@ class Corpus:
     skipped: tuple[Skipped, ...] = ()  # files left out: naming rule, protocol, unreadable audio
     sample_rate: int = 16000  # Hz of the decoded waveforms
     waveforms: Waveforms | None = None  # decoded audio, utterance i at index i; None if not loaded
-    cache_status: str = "off"  # "hit", "miss", "rebuilt: <why>", "off" or "not loaded"
+    cache_status: str = "not loaded"  # "hit", "miss", "rebuilt: <why>", "off" (cache=False)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -226,7 +229,6 @@ def make_corpus(
         labels=label_order({u.label for u in utterances}),
         skipped=tuple(sorted(skipped, key=lambda s: str(s.path))),
         sample_rate=sample_rate,
-        cache_status="not loaded",
     )
 
 
@@ -268,7 +270,15 @@ def attach_waveforms(
     if decoded is None:
         decoded = _decode_all(paths, corpus.sample_rate, progress=progress, workers=workers)
         if cache:
-            _write_cache(file, key, paths, decoded)
+            try:
+                _write_cache(file, key, paths, decoded)
+            except OSError as error:  # a read-only or full disk costs speed, not the load
+                warnings.warn(
+                    f"cache_dir={str(file.parent)!r}: cannot write the cache ({error}); "
+                    "the next load decodes again",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
     keep = [u for u in corpus.utterances if isinstance(decoded[u.path], Tensor)]
     failed = [Skipped(p, decoded[p]) for p in paths if not isinstance(decoded[p], Tensor)]
     samples = [decoded[u.path] for u in keep]
