@@ -11,7 +11,7 @@ from emohrnet_fast import FrontEndConfig
 from emohrnet_fast._extension import _C
 from emohrnet_fast.features import MFCC, FrontEnd, LogMel, Spectrogram
 from emohrnet_fast.ops import log_mel, reference
-from emohrnet_fast.ops.log_mel import _log_mel_op
+from emohrnet_fast.ops.log_mel import _log_mel_op, op_arguments
 from emohrnet_fast.ops.mel import cached_tables
 
 
@@ -86,20 +86,9 @@ def test_tables_are_cached_per_config_and_device():
     ids=["db", "mfcc", "linear-log", "magnitude-no-top-db"],
 )
 def test_opcheck(device, config):
-    from emohrnet_fast.ops.log_mel import _OUTPUT_CODES
-
     tables = cached_tables(config, torch.device(device))
     args = (torch.randn(2, 3000, device=device), *tables)
-    kwargs = dict(
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        power=int(config.power),
-        output=_OUTPUT_CODES[config.output],
-        eps=config.eps,
-        amin=config.amin,
-        db_multiplier=config.db_multiplier,
-        top_db=config.top_db if config.clamps_top_db else None,
-    )
+    kwargs = op_arguments(config)
     torch.library.opcheck(_log_mel_op, args, kwargs)
 
 

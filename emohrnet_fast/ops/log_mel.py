@@ -115,6 +115,20 @@ def _(
     return waveform.new_empty((batch, n_out, 1 + length // hop_length))
 
 
+def op_arguments(config: FrontEndConfig) -> dict:
+    """The scalar arguments of the ``emohrnet_fast::log_mel`` custom op for ``config``."""
+    return dict(
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        power=int(config.power),
+        output=_OUTPUT_CODES[config.output],
+        eps=float(config.eps),
+        amin=float(config.amin),
+        db_multiplier=config.db_multiplier,
+        top_db=float(config.top_db) if config.clamps_top_db else None,
+    )
+
+
 def _check_tables(tables: FrontEndTables, config: FrontEndConfig, device: torch.device) -> None:
     hint = "; move the module with .to(device) or pass tables built for this device"
     for name, table in zip(FrontEndTables._fields, tables, strict=False):
@@ -204,17 +218,5 @@ def log_mel(
         mask_args = dict(
             freq_masks=augment.freq, time_masks=augment.time, mask_values=augment.values
         )
-    out = _log_mel_op(
-        flat,
-        *tables,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        power=int(config.power),
-        output=_OUTPUT_CODES[config.output],
-        eps=float(config.eps),
-        amin=float(config.amin),
-        db_multiplier=config.db_multiplier,
-        top_db=float(config.top_db) if config.clamps_top_db else None,
-        **mask_args,
-    )
+    out = _log_mel_op(flat, *tables, **op_arguments(config), **mask_args)
     return out.reshape(*lead, *out.shape[1:])
