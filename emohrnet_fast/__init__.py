@@ -3,26 +3,36 @@
 Public API (see README.md): :class:`FrontEndConfig`, :mod:`~emohrnet_fast.features`,
 :mod:`~emohrnet_fast.augment`, :mod:`~emohrnet_fast.models`, :mod:`~emohrnet_fast.losses`,
 :mod:`~emohrnet_fast.ops`, :mod:`~emohrnet_fast.audio`, :mod:`~emohrnet_fast.data`,
-:class:`Report` and :func:`info`.
+:class:`TrainConfig` / :func:`train` / :func:`evaluate` / :class:`Report`,
+:func:`load_model` and :func:`info`.
 """
 
 from emohrnet_fast import audio, augment, data, features, losses, models, ops
 from emohrnet_fast._info import info
-from emohrnet_fast.config import FrontEndConfig
-from emohrnet_fast.evaluate import Report
+from emohrnet_fast.checkpoint import load_model
+from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
+from emohrnet_fast.evaluate import Report, evaluate
+from emohrnet_fast.train import TrainingDiverged, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FrontEndConfig",
     "Report",
+    "SpecAugmentConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
     "__version__",
     "audio",
     "augment",
     "data",
+    "evaluate",
     "features",
     "info",
+    "load_model",
     "losses",
     "models",
     "ops",
+    "train",
 ]

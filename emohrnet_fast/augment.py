@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from emohrnet_fast.config import SpecAugmentConfig
 from emohrnet_fast.ops.spec_augment import MaskParams, spec_augment
+
+_DEFAULT = SpecAugmentConfig()
 
 
 class SpecAugment(nn.Module):
@@ -21,9 +24,8 @@ class SpecAugment(nn.Module):
     than the axis are clamped to the axis. Channels of ``(B, C, F, T)`` features share their
     example's masks. Time warping is not implemented (no EmoHRNet setting we know of uses it).
 
-    Defaults: two frequency masks of up to 27 bands (the paper's LibriSpeech-double policy) and
-    two time masks of up to 10 % of the frames (our choice for 4-s emotion clips: 40 frames at
-    a 10-ms hop).
+    Defaults: :class:`~emohrnet_fast.config.SpecAugmentConfig` (two frequency masks of up to 27
+    bands, two time masks of up to 10 % of the frames).
 
     Args:
         freq_masks: masks per example along the feature axis (>= 0).
@@ -38,46 +40,27 @@ class SpecAugment(nn.Module):
 
     def __init__(
         self,
-        freq_masks: int = 2,
-        freq_width: int = 27,
-        time_masks: int = 2,
-        time_width: int | float = 0.1,
-        mask_value: float | Literal["mean"] = 0.0,
-        p: float = 1.0,
+        freq_masks: int = _DEFAULT.freq_masks,
+        freq_width: int = _DEFAULT.freq_width,
+        time_masks: int = _DEFAULT.time_masks,
+        time_width: int | float = _DEFAULT.time_width,
+        mask_value: float | Literal["mean"] = _DEFAULT.mask_value,
+        p: float = _DEFAULT.p,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("freq_masks", freq_masks),
-            ("freq_width", freq_width),
-            ("time_masks", time_masks),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"SpecAugment {name}={value!r}: expected an integer >= 0")
-        if isinstance(time_width, bool) or not isinstance(time_width, int | float):
-            raise ValueError(
-                f"SpecAugment time_width={time_width!r}: expected frames or a fraction"
-            )
-        if (isinstance(time_width, int) and time_width < 0) or (
-            isinstance(time_width, float) and not 0.0 <= time_width <= 1.0
-        ):
-            raise ValueError(
-                f"SpecAugment time_width={time_width!r}: expected an integer >= 0 (frames) or "
-                "a fraction in [0, 1]"
-            )
-        if mask_value != "mean" and not (
-            isinstance(mask_value, int | float) and math.isfinite(mask_value)
-        ):
-            raise ValueError(
-                f"SpecAugment mask_value={mask_value!r}: expected a finite number or 'mean'"
-            )
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"SpecAugment p={p!r}: expected a probability in [0, 1]")
+        # The config validates every field; its messages name them.
+        SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width, mask_value, p)
         self.freq_masks = freq_masks
         self.freq_width = freq_width
         self.time_masks = time_masks
         self.time_width = time_width
         self.mask_value = mask_value
         self.p = p
+
+    @classmethod
+    def from_config(cls, config: SpecAugmentConfig) -> SpecAugment:
+        """The module for a :class:`~emohrnet_fast.config.SpecAugmentConfig`."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
 
     def max_time_width(self, frames: int) -> int:
         width = self.time_width

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -146,3 +148,155 @@ def _validate(c: FrontEndConfig) -> None:
         from emohrnet_fast.ops.mel import check_bands_nonempty
 
         check_bands_nonempty(c)
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """Masking policy of :class:`emohrnet_fast.augment.SpecAugment` (its defaults come from here).
+
+    Two frequency masks of up to 27 bands (the SpecAugment paper's LibriSpeech-double policy)
+    and two time masks of up to 10 % of the frames (our choice for 2-4 s emotion clips).
+    """
+
+    freq_masks: int = 2  # masks per example along the feature axis
+    freq_width: int = 27  # largest frequency-mask width, in bands
+    time_masks: int = 2  # masks per example along the frame axis
+    time_width: int | float = 0.1  # largest time-mask width: frames (int) or a fraction of T
+    mask_value: float | Literal["mean"] = 0.0  # fill value, or each example's mean
+    p: float = 1.0  # probability that an example is masked at all
+
+    def __post_init__(self) -> None:
+        _validate_spec_augment(self)
+
+
+def _validate_spec_augment(c: SpecAugmentConfig) -> None:
+    # Messages say "SpecAugment": the module builds this config to validate its arguments.
+    def fail(field: str, expected: str) -> None:
+        raise ValueError(f"SpecAugment {field}={getattr(c, field)!r}: expected {expected}")
+
+    for field in ("freq_masks", "freq_width", "time_masks"):
+        if not _is_int(getattr(c, field)) or getattr(c, field) < 0:
+            fail(field, "an integer >= 0")
+    width = c.time_width
+    if (
+        isinstance(width, bool)
+        or not isinstance(width, int | float)
+        or (isinstance(width, int) and width < 0)
+        or (isinstance(width, float) and not 0.0 <= width <= 1.0)
+    ):
+        fail("time_width", "an integer >= 0 (frames) or a fraction in [0, 1]")
+    if c.mask_value != "mean" and not (
+        isinstance(c.mask_value, int | float)
+        and not isinstance(c.mask_value, bool)
+        and math.isfinite(c.mask_value)
+    ):
+        fail("mask_value", "a finite number or 'mean'")
+    if isinstance(c.p, bool) or not isinstance(c.p, int | float) or not 0.0 <= c.p <= 1.0:
+        fail("p", "a probability in [0, 1]")
+
+
+Optimizer = Literal["adam", "adamw"]
+Schedule = Literal["constant", "cosine"]
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything :func:`emohrnet_fast.train` needs besides the data; saved in every checkpoint.
+
+    Defaults follow the papers where they say (cross-entropy + Adam, SpecAugment for EmoHRNet;
+    center loss + reconstruction for the center-loss CNN) and are our choices where they are
+    silent (learning rate, schedule, batch size, epochs, clip length, loss weights).
+    """
+
+    model: str = "emohrnet_small"  # a name from emohrnet_fast.models.list_models()
+    model_overrides: dict = dataclasses.field(default_factory=dict)  # model config fields
+    frontend: FrontEndConfig | None = None  # None: the model preset's default_frontend
+    clip_seconds: float = 2.0  # training crops (random) and validation crops (centred), s
+    spec_augment: SpecAugmentConfig | None = dataclasses.field(default_factory=SpecAugmentConfig)
+    normalize: bool = True  # standardise features with the training set's mean and std
+    optimizer: Optimizer = "adam"  # "adam" (the papers) or "adamw" (decoupled weight decay)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw)
+    schedule: Schedule = "cosine"  # per-step learning rate: "constant" or "cosine" decay
+    warmup_steps: int = 0  # linear warm-up steps before the schedule
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
+    batch_size: int = 32  # clips per step (per process under torchrun)
+    epochs: int = 30  # passes over the training set
+    seed: int = 0  # weights, batch order, crops, masks and dropout derive from it
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; None: CUDA when usable, else CPU
+    precision: Precision = "fp32"  # "bf16": bf16 autocast on CUDA (model only; features fp32)
+    compile: bool = False  # torch.compile the model
+    center_loss_weight: float = 0.01  # lambda_c, for models with uses_center_loss
+    center_alpha: float = 0.5  # center update rate (Wen et al. 2016)
+    reconstruction_weight: float = 0.1  # lambda_r: MSE of models that reconstruct the input
+
+    def __post_init__(self) -> None:
+        _validate_train(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied (and validated); unknown field names are errors."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"TrainConfig has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (nested configs as dicts, tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are errors (a config from another version)."""
+        data = dict(data)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {sorted(unknown)}")
+        if isinstance(data.get("frontend"), dict):
+            data["frontend"] = FrontEndConfig(**data["frontend"])
+        if isinstance(data.get("spec_augment"), dict):
+            data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
+        return cls(**data)
+
+
+def _validate_train(c: TrainConfig) -> None:
+    def fail(field: str, expected: str) -> None:
+        raise ValueError(f"TrainConfig.{field}={getattr(c, field)!r}: expected {expected}")
+
+    from emohrnet_fast.models.registry import list_models
+
+    if c.model not in list_models():
+        fail("model", f"one of {', '.join(list_models())}")
+    if not isinstance(c.model_overrides, dict):
+        fail("model_overrides", "a dict of model config fields")
+    if c.frontend is not None and not isinstance(c.frontend, FrontEndConfig):
+        fail("frontend", "None or a FrontEndConfig")
+    if c.spec_augment is not None and not isinstance(c.spec_augment, SpecAugmentConfig):
+        fail("spec_augment", "None or a SpecAugmentConfig")
+    if not (isinstance(c.clip_seconds, int | float) and 0 < c.clip_seconds <= 600):
+        fail("clip_seconds", "a duration in (0, 600] seconds")
+    if c.optimizer not in ("adam", "adamw"):
+        fail("optimizer", "'adam' or 'adamw'")
+    if c.schedule not in ("constant", "cosine"):
+        fail("schedule", "'constant' or 'cosine'")
+    if c.precision not in ("fp32", "bf16"):
+        fail("precision", "'fp32' or 'bf16'")
+    if not (isinstance(c.lr, int | float) and c.lr > 0):
+        fail("lr", "a learning rate > 0")
+    for field in ("weight_decay", "label_smoothing", "center_loss_weight"):
+        if not getattr(c, field) >= 0:
+            fail(field, "a number >= 0")
+    if not c.label_smoothing < 1:
+        fail("label_smoothing", "a number in [0, 1)")
+    if not c.reconstruction_weight >= 0:
+        fail("reconstruction_weight", "a number >= 0")
+    if not 0 < c.center_alpha <= 1:
+        fail("center_alpha", "a rate in (0, 1]")
+    if c.grad_clip is not None and not c.grad_clip > 0:
+        fail("grad_clip", "None or a norm > 0")
+    for field, low in (("batch_size", 1), ("epochs", 1), ("warmup_steps", 0), ("seed", 0)):
+        if not _is_int(getattr(c, field)) or getattr(c, field) < low:
+            fail(field, f"an integer >= {low}")
+    if c.device is not None and not isinstance(c.device, str):
+        fail("device", "None or a device string such as 'cpu' or 'cuda'")

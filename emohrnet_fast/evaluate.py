@@ -14,9 +14,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from emohrnet_fast.data.corpus import Corpus
 
 
 @dataclass(frozen=True)
@@ -170,3 +174,113 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Corpus,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    clip_seconds: float | None = None,
+    meta: dict | None = None,
+) -> Report:
+    """Classify every utterance of ``dataset`` and score it: WA, UA, macro-F1, per class.
+
+    Features are computed with the model's ``default_frontend`` (what it was trained on) and
+    normalised by its ``input_norm``.
+
+    Args:
+        model: a trained :class:`~emohrnet_fast.models.base.EmotionModel` (e.g. from
+            :func:`emohrnet_fast.load_model`); its ``labels`` name the classes. A model without
+            labels must have as many classes as ``dataset.labels``, taken in that order.
+        dataset: a corpus with waveforms loaded at the model's sample rate (see
+            :func:`emohrnet_fast.data.load_corpus`; ``corpus.subset(split.test)`` for a fold).
+        batch_size: clips per forward pass.
+        device: where to run; ``None``: the model's device.
+        clip_seconds: score a centred window of this length (zero-padded when shorter), as
+            training validates; ``None``: whole utterances, batched by length (each batch
+            zero-padded to its longest clip).
+        meta: stored in :attr:`Report.meta` (corpus, fold, ...).
+
+    Returns:
+        The :class:`Report` over the model's classes.
+    """
+    labels, targets = _targets_for(model, dataset)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    logits = dataset_logits(
+        model, dataset, batch_size=batch_size, device=device, clip_seconds=clip_seconds
+    )
+    info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
+    return Report.from_predictions(targets, logits.argmax(dim=1).cpu(), labels, info)
+
+
+def _targets_for(model: nn.Module, dataset: Corpus) -> tuple[tuple[str, ...], Tensor]:
+    """The model's class names and the dataset's targets as indices into them."""
+    labels = getattr(model, "labels", None)
+    if labels is None:
+        if getattr(model, "num_classes", None) != len(dataset.labels):
+            raise ValueError(
+                f"model has no labels and {getattr(model, 'num_classes', '?')} classes; the "
+                f"dataset has {len(dataset.labels)} ({', '.join(dataset.labels)}): set "
+                "model.labels to the class names"
+            )
+        labels = dataset.labels
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = sorted({u.label for u in dataset.utterances} - set(index))
+    if unknown:
+        raise ValueError(
+            f"dataset {dataset.name!r} has labels the model was not trained on: {unknown} "
+            f"(model labels: {', '.join(labels)})"
+        )
+    return tuple(labels), torch.tensor([index[u.label] for u in dataset.utterances])
+
+
+@torch.inference_mode()
+def dataset_logits(
+    model: nn.Module,
+    dataset: Corpus,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    clip_seconds: float | None = None,
+) -> Tensor:
+    """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order."""
+    from emohrnet_fast.checkpoint import unwrap
+    from emohrnet_fast.features import FrontEnd
+
+    if dataset.waveforms is None:
+        raise ValueError(f"dataset {dataset.name!r}: no waveforms loaded (load_audio=True)")
+    if len(dataset) == 0:
+        raise ValueError(f"dataset {dataset.name!r} is empty")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
+    plain = unwrap(model)
+    frontend_config = plain.default_frontend
+    if dataset.sample_rate != frontend_config.sample_rate:
+        raise ValueError(
+            f"dataset {dataset.name!r} is at {dataset.sample_rate} Hz, the model expects "
+            f"{frontend_config.sample_rate} Hz: load it with "
+            f"sample_rate={frontend_config.sample_rate}"
+        )
+    device = torch.device(device)
+    frontend = FrontEnd(frontend_config).to(device)
+    waveforms = dataset.waveforms.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        if clip_seconds is not None:
+            clip = max(1, round(clip_seconds * dataset.sample_rate))
+            order = torch.arange(len(dataset))
+            windows = [(chunk, clip) for chunk in order.split(batch_size)]
+        else:  # similar lengths together, so little padding
+            lengths = dataset.waveforms.lengths
+            order = torch.argsort(lengths, stable=True)
+            windows = [(chunk, int(lengths[chunk].max())) for chunk in order.split(batch_size)]
+        out = torch.empty(len(dataset), plain.num_classes)
+        for chunk, width in windows:
+            batch, _ = waveforms.crops(chunk.to(device), width, 0.5)
+            out[chunk] = model(frontend(batch).unsqueeze(1)).logits.float().cpu()
+        return out
+    finally:
+        model.train(was_training)

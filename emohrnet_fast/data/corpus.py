@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -99,17 +100,40 @@ class Waveforms:
         if indices is None:
             indices = torch.arange(len(self), device=device)
         indices = torch.as_tensor(indices, dtype=torch.int64, device=device)
-        lengths = self.lengths[indices]
         if max_length is None:
-            width = int(lengths.max()) if lengths.numel() else 0
-        else:
-            lengths, width = lengths.clamp(max=max_length), max_length
+            lengths = self.lengths[indices]
+            max_length = int(lengths.max()) if lengths.numel() else 0
+        return self.crops(indices, max_length)
+
+    def crops(
+        self, indices: Tensor | list[int], length: int, position: Tensor | float = 0.0
+    ) -> tuple[Tensor, Tensor]:
+        """Fixed-length windows, gathered on the data's device without a host sync.
+
+        Args:
+            indices: utterances to take, ``(batch,)``.
+            length: window width in samples (>= 0).
+            position: where each window sits in a longer utterance, in [0, 1]: 0 = start,
+                0.5 = centre, 1 = end; a ``(batch,)`` tensor of ``torch.rand`` values gives
+                uniform random crops. Shorter utterances start at 0 and are zero-padded.
+
+        Returns:
+            ``(waveforms (batch, length) float32, lengths (batch,) int64)``: the samples
+            actually taken from each utterance.
+        """
+        device = self.data.device
+        indices = torch.as_tensor(indices, dtype=torch.int64, device=device)
+        lengths = self.lengths[indices]
+        slack = (lengths - length).clamp(min=0)
+        start = torch.minimum(torch.floor(position * (slack + 1)).to(torch.int64), slack)
+        taken = lengths.clamp(max=length)
         if self.data.numel() == 0:
-            return torch.zeros(lengths.numel(), width, device=device), lengths
-        steps = torch.arange(width, device=device)
-        positions = (self.offsets[indices][:, None] + steps).clamp(max=self.data.numel() - 1)
-        batch = torch.where(steps < lengths[:, None], self.data[positions], 0.0)
-        return batch, lengths
+            return torch.zeros(indices.numel(), length, device=device), taken
+        steps = torch.arange(length, device=device)
+        positions = (self.offsets[indices] + start)[:, None] + steps
+        positions = positions.clamp(max=self.data.numel() - 1)
+        batch = torch.where(steps < taken[:, None], self.data[positions], 0.0)
+        return batch, taken
 
     def as_list(self) -> list[Tensor]:
         """One ``(length,)`` view per utterance."""
@@ -142,6 +166,29 @@ class Corpus:
 
     def __getitem__(self, index: int) -> Utterance:
         return self.utterances[index]
+
+    def subset(self, indices: Tensor | list[int]) -> Corpus:
+        """The utterances at ``indices`` (in that order), with their waveforms if loaded.
+
+        The label set stays the whole corpus's, so class ``i`` means the same in every fold.
+        """
+        index = torch.as_tensor(indices, dtype=torch.int64).flatten().cpu()
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
+            raise IndexError(f"indices: expected values in [0, {len(self)}), got {index.tolist()}")
+        waveforms = None
+        if self.waveforms is not None:
+            w = self.waveforms
+            lengths = w.lengths[index.to(w.lengths.device)]
+            pieces = [w[i] for i in index.tolist()]
+            data = torch.cat(pieces) if pieces else w.data[:0]
+            offsets = torch.cumsum(lengths, 0) - lengths
+            waveforms = Waveforms(data, offsets, lengths, w.sample_rate)
+        return dataclasses.replace(
+            self,
+            utterances=tuple(self.utterances[i] for i in index.tolist()),
+            skipped=(),
+            waveforms=waveforms,
+        )
 
     @property
     def speakers(self) -> tuple[str, ...]:

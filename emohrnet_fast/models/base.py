@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 
@@ -12,12 +13,35 @@ class ModelOutput(NamedTuple):
 
     logits: Tensor  # (B, num_classes)
     embedding: Tensor  # (B, embedding_dim): the representation the classifier reads
-    reconstruction: Tensor | None  # (B, 1, F, T) like the input, or None without a decoder
+    reconstruction: Tensor | None  # (B, 1, F, T): the input after input_norm; None: no decoder
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / std`` with scalar statistics of the training features (set by
+    :func:`emohrnet_fast.train`; identity until then). Buffers, so checkpoints carry them and
+    inference normalises exactly as training did."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("std", torch.ones(()))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return (features - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={float(self.mean):.4g}, std={float(self.std):.4g}"
 
 
 class EmotionModel(nn.Module):
-    """Base of every model: its config, class count and the features it expects
-    (``default_frontend``, so training and inference compute the same ones)."""
+    """Base of every model: its config, class count, the features it expects
+    (``default_frontend``, so training and inference compute the same ones), their
+    normalisation (``input_norm``) and, once trained, the class names (``labels``)."""
+
+    uses_center_loss = False  # training adds the center loss on ``embedding`` when True
 
     def __init__(self, config: Any, num_classes: int) -> None:
         super().__init__()
@@ -26,6 +50,8 @@ class EmotionModel(nn.Module):
         self.config = config
         self.num_classes = num_classes
         self.default_frontend = config.frontend
+        self.labels: tuple[str, ...] | None = None  # class i is labels[i]; set by training
+        self.input_norm = InputNorm()
 
 
 def as_image(features: Tensor, in_chans: int, min_size: int, model: str) -> Tensor:

@@ -61,12 +61,15 @@ class CenterLossCNN(EmotionModel):
     """``features (B, [1,] F, T)`` -> :class:`ModelOutput` (logits, 128-d embedding,
     reconstruction of the input or None)."""
 
+    uses_center_loss = True
+
     def __init__(self, config: CenterLossCNNConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
         widths = (config.in_chans, *config.channels)
         self.encoder = nn.ModuleList(_conv_block(a, b) for a, b in itertools.pairwise(widths))
         self.pool = nn.MaxPool2d(2)
         self.embed = nn.Linear(config.channels[-1], config.embedding_dim)
+        self.embedding_dim = config.embedding_dim
         self.head_drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.embedding_dim, num_classes)
         self.decoder = None
@@ -83,7 +86,9 @@ class CenterLossCNN(EmotionModel):
 
     def forward_features(self, features: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
         """Last encoder feature map ``(B, C, F / 16, T / 16)`` and the size before each pool."""
-        x = as_image(features, self.config.in_chans, self.min_size, "CenterLossCNN")
+        x = self.input_norm(
+            as_image(features, self.config.in_chans, self.min_size, "CenterLossCNN")
+        )
         sizes = []
         for block in self.encoder:
             x = block(x)

@@ -230,6 +230,7 @@ class EmoHRNet(EmotionModel):
         )
         self.final_layer = _conv_bn(head[-1], c.num_features, 1, bias=True, relu=True)
         self.hidden = nn.Linear(c.num_features, c.hidden)
+        self.embedding_dim = c.hidden
         self.head_drop = nn.Dropout(c.dropout)
         self.classifier = nn.Linear(c.hidden, num_classes)
         self._init_weights()
@@ -261,7 +262,7 @@ class EmoHRNet(EmotionModel):
     def forward_features(self, features: Tensor) -> Tensor:
         """Pooled pre-logit features ``(B, num_features)`` (timm's ``forward_head(...,
         pre_logits=True)``)."""
-        x = as_image(features, self.config.in_chans, self.min_size, "EmoHRNet")
+        x = self.input_norm(as_image(features, self.config.in_chans, self.min_size, "EmoHRNet"))
         x = self.act(self.bn1(self.conv1(x)))
         x = self.act(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]

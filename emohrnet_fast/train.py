@@ -1,0 +1,580 @@
+"""Training: resident waveforms, fused features + SpecAugment, checkpoints, resume, torchrun.
+
+The data path has no DataLoader: the training set's decoded waveforms are moved to the device
+once (one flat tensor, see :class:`~emohrnet_fast.data.Waveforms`), and each step gathers a
+batch of random crops by index, computes the log-Mel features with the fused kernel (which
+also writes the SpecAugment masks in the same pass) and runs the model. Nothing in a step
+waits on Python or the host except the progress bar's refresh every ``_REFRESH_STEPS`` steps.
+
+Determinism: every random draw (weights, batch order, crops, masks, dropout) derives from
+``config.seed`` and the epoch number, so a run resumed from a checkpoint continues exactly
+as the uninterrupted run would have (bit for bit on CPU). On CUDA, cuDNN's convolution
+backward and ``index_add_`` are not bit-exact run to run; results agree to rounding.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from emohrnet_fast import checkpoint
+from emohrnet_fast._info import cuda_usable
+from emohrnet_fast.augment import SpecAugment
+from emohrnet_fast.config import TrainConfig
+from emohrnet_fast.data.corpus import Corpus
+from emohrnet_fast.evaluate import Report, _atomic_write, dataset_logits
+from emohrnet_fast.features import FrontEnd
+from emohrnet_fast.losses import CenterLoss
+from emohrnet_fast.models.base import EmotionModel
+from emohrnet_fast.models.registry import create
+from emohrnet_fast.ops.spec_augment import MaskParams
+
+_REFRESH_STEPS = 10  # progress-bar refresh (one host sync) every this many steps
+# Fields that may differ between a checkpoint and the config resuming it.
+_RESUMABLE_CHANGES = frozenset({"epochs", "device", "compile"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: EmotionModel  # the model after the last epoch (eval mode, on the training device)
+    history: list[dict[str, Any]]  # one row per epoch: loss, accuracy, val metrics, seconds
+    best_epoch: int | None  # epoch with the best validation UA; None without a val set
+    val_report: Report | None  # validation report of the last epoch
+    out_dir: Path | None  # the run folder (None: nothing written)
+    last_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the last epoch
+    best_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the best epoch
+    resumed_from: int = 0  # epochs already done when this call started
+
+
+class _Distributed:
+    """torchrun environment: rank, world size, and the collective helpers we need."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owns_group = False
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> None:
+        if self.active and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.owns_group = True
+
+    def stop(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def sum_(self, tensor: Tensor) -> Tensor:
+        if self.active:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def train(
+    config: TrainConfig,
+    train_set: Corpus,
+    val_set: Corpus | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``config.model`` on ``train_set``; checkpoint every epoch; validate on ``val_set``.
+
+    Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel
+    (NCCL on CUDA, gloo on CPU): each rank keeps its shard of the training waveforms
+    resident, ``batch_size`` is per rank, metrics are summed over ranks and only rank 0
+    writes checkpoints and validates.
+
+    Args:
+        config: the run's settings (:class:`~emohrnet_fast.TrainConfig`).
+        train_set: a corpus with waveforms loaded at the front-end's sample rate (e.g.
+            ``corpus.subset(split.train)``). Its ``labels`` are the model's classes.
+        val_set: optional; scored after every epoch (centred ``clip_seconds`` windows), and
+            the epoch with the best UA is kept as the best checkpoint.
+        out_dir: run folder for checkpoints (``checkpoints/epoch-NNNN``, last and best
+            kept), ``train_config.json`` and ``history.csv``; ``None``: nothing is written.
+        resume: continue from the last complete checkpoint in ``out_dir`` (a run killed
+            mid-epoch loses at most that epoch); starts fresh when there is none.
+        progress: a tqdm bar per epoch (loss, accuracy, clips/s); ``None``: only when stderr
+            is a terminal.
+        quiet: no per-epoch summary lines.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: an empty training set, no waveforms, a sample-rate mismatch, validation
+            labels unseen in training, an ``out_dir`` holding another run without
+            ``resume``, or a checkpoint written with a different config (the message names
+            the differing fields).
+        TrainingDiverged: the loss became NaN/Inf (the last good checkpoint stays).
+        OSError: a checkpoint could not be written (disk full); the previous one is intact.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
+    device = _resolve_device(config.device)
+    env = _Distributed()
+    if env.active and device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    labels = _check_data(train_set, val_set)
+    run = Path(out_dir) if out_dir is not None else None
+    env.start(device)
+    try:
+        return _Trainer(config, train_set, val_set, labels, device, env, run).fit(
+            resume=resume, progress=progress, quiet=quiet
+        )
+    finally:
+        env.stop()
+
+
+def _resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if cuda_usable() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"TrainConfig.device={name!r}: not a device ({error})") from error
+    if device.type == "cuda" and not cuda_usable():
+        raise ValueError(f"TrainConfig.device={name!r}: no usable CUDA device here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"TrainConfig.device={name!r}: expected 'cpu' or 'cuda[:N]'")
+    return device
+
+
+def _check_data(train_set: Corpus, val_set: Corpus | None) -> tuple[str, ...]:
+    for name, data in (("train_set", train_set), ("val_set", val_set)):
+        if data is None:
+            continue
+        if not isinstance(data, Corpus):
+            raise TypeError(f"{name}: expected a Corpus, got {type(data).__name__}")
+        if len(data) == 0:
+            raise ValueError(f"{name} ({data.name}) is empty: no utterances to use")
+        if data.waveforms is None:
+            raise ValueError(f"{name} ({data.name}): waveforms not loaded (load_audio=True)")
+    present = {u.label for u in train_set.utterances}
+    labels = tuple(label for label in train_set.labels if label in present)
+    if len(labels) < 2:
+        raise ValueError(f"train_set has {len(labels)} label(s) {labels}: need at least 2")
+    if val_set is not None:
+        unseen = sorted({u.label for u in val_set.utterances} - set(labels))
+        if unseen:
+            raise ValueError(
+                f"val_set has labels never seen in train_set: {unseen} (train labels: "
+                f"{', '.join(labels)})"
+            )
+    return labels
+
+
+class _Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Corpus,
+        val_set: Corpus | None,
+        labels: tuple[str, ...],
+        device: torch.device,
+        env: _Distributed,
+        run: Path | None,
+    ) -> None:
+        self.config, self.val_set, self.labels = config, val_set, labels
+        self.device, self.env, self.run = device, env, run
+        torch.manual_seed(config.seed)  # the weights: same on every rank
+        overrides = dict(config.model_overrides)
+        if config.frontend is not None:
+            overrides["frontend"] = config.frontend
+        model = create(config.model, len(labels), **overrides)
+        model.labels = labels
+        self.model = model.to(device)
+        frontend_config = model.default_frontend
+        for name, data in (("train_set", train_set), ("val_set", val_set)):
+            if data is not None and data.sample_rate != frontend_config.sample_rate:
+                raise ValueError(
+                    f"{name} is at {data.sample_rate} Hz but the model's front-end expects "
+                    f"{frontend_config.sample_rate} Hz: load the corpus with "
+                    f"sample_rate={frontend_config.sample_rate}"
+                )
+        self.frontend = FrontEnd(frontend_config).to(device)
+        self.clip = max(1, round(config.clip_seconds * frontend_config.sample_rate))
+        self.frames = frontend_config.num_frames(self.clip)
+        self.n_features = frontend_config.n_features
+        self.augment = SpecAugment.from_config(config.spec_augment) if config.spec_augment else None
+
+        # This rank's shard of the training data, resident on the device. Every rank gets the
+        # same count (wrapping around) so all take the same number of steps.
+        index = {name: i for i, name in enumerate(labels)}
+        targets = torch.tensor([index[u.label] for u in train_set.utterances])
+        n = len(train_set)
+        per_rank = math.ceil(n / env.world)
+        shard = (torch.arange(per_rank) * env.world + env.rank) % n
+        self.waveforms = train_set.subset(shard).waveforms.to(device)
+        self.targets = targets[shard].to(device)
+        self.batch = min(config.batch_size, per_rank)
+        # Drop the ragged last batch: a batch of 1 breaks BatchNorm, and equal batches let
+        # CUDA graphs and torch.compile reuse one shape.
+        self.steps_per_epoch = per_rank // self.batch
+        self.train_size = n
+
+        self.center_loss = None
+        if model.uses_center_loss and config.center_loss_weight > 0:
+            self.center_loss = CenterLoss(len(labels), model.embedding_dim, config.center_alpha)
+            self.center_loss.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
+        self.best_ua = -math.inf
+
+    # ----------------------------------------------------------------------------- run
+    def fit(self, *, resume: bool, progress: bool | None, quiet: bool) -> TrainResult:
+        config = self.config
+        start = self._restore(resume)
+        if start == 0 and config.normalize:
+            self._fit_input_norm()
+        forward = self.model
+        if self.device.type == "cuda":
+            forward = forward.to(memory_format=torch.channels_last)
+        if config.compile:
+            forward = torch.compile(forward)
+        if self.env.active:
+            forward = nn.parallel.DistributedDataParallel(
+                forward, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.forward = forward
+        if self.run is not None and self.env.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            _atomic_write(
+                self.run / "train_config.json",
+                _json({"train_config": config.to_dict(), "labels": list(self.labels)}),
+            )
+        val_report = None
+        for epoch in range(start + 1, config.epochs + 1):
+            row = self._train_epoch(epoch, progress)
+            if self.val_set is not None and self.env.main:
+                val_report = self._validate()
+                row.update(val_wa=val_report.wa, val_ua=val_report.ua, val_f1=val_report.macro_f1)
+                if val_report.ua > self.best_ua:
+                    self.best_ua, self.best_epoch = val_report.ua, epoch
+            self.history.append(row)
+            if self.env.main:
+                self._save(epoch)
+                if not quiet:
+                    print(_summary_line(row, config.epochs), file=sys.stderr, flush=True)
+            self.env.barrier()
+        self.model.eval()
+        result = TrainResult(
+            model=self.model,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            val_report=val_report,
+            out_dir=self.run,
+            resumed_from=start,
+        )
+        if self.run is not None:
+            epochs = checkpoint.epoch_dirs(self.run)
+            result.last_checkpoint = epochs[-1] if epochs else None
+            if self.best_epoch is not None:
+                result.best_checkpoint = self._epoch_dir(self.best_epoch)
+        return result
+
+    def _fit_input_norm(self) -> None:
+        """Mean and std of the training features (centred crops, no masks), over all ranks."""
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        with torch.inference_mode():
+            for chunk in torch.arange(len(self.waveforms), device=self.device).split(64):
+                batch, _ = self.waveforms.crops(chunk, self.clip, 0.5)
+                features = self.frontend(batch).double()
+                sums[0] += features.sum()
+                sums[1] += features.square().sum()
+                sums[2] += features.numel()
+        total, square, count = self.env.sum_(sums.clone()).tolist()
+        mean = total / count
+        std = math.sqrt(max(square / count - mean * mean, 0.0)) or 1.0
+        self.model.input_norm.mean.fill_(mean)
+        self.model.input_norm.std.fill_(std)
+
+    # --------------------------------------------------------------------------- epoch
+    def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, Any]:
+        config, device = self.config, self.device
+        self.forward.train()
+        if self.center_loss is not None:
+            self.center_loss.train()
+        # Everything random in this epoch derives from (seed, epoch): resume reproduces it.
+        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + epoch)
+        order = torch.randperm(len(self.waveforms), generator=generator, device=device)
+        sums = torch.zeros(3, device=device)  # loss * count, correct, count
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        disable = (not sys.stderr.isatty()) if progress is None else not progress
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="step",
+            disable=disable or not self.env.main,
+            leave=False,
+        )
+        started = time.perf_counter()
+        with bar:
+            for step in range(self.steps_per_epoch):
+                index = order[step * self.batch : (step + 1) * self.batch]
+                loss, logits = self._step(index, generator)
+                target = self.targets[index]
+                with torch.no_grad():
+                    sums[0] += loss.detach() * index.numel()
+                    sums[1] += (logits.argmax(dim=1) == target).sum()
+                    sums[2] += index.numel()
+                    bad |= ~torch.isfinite(loss.detach())
+                bar.update()
+                if (step + 1) % _REFRESH_STEPS == 0 or step + 1 == self.steps_per_epoch:
+                    if bool(bad):  # the one host sync of these steps
+                        raise TrainingDiverged(self._diverged_message(epoch, step))
+                    loss_sum, correct, count = sums.tolist()
+                    seconds = time.perf_counter() - started
+                    bar.set_postfix(
+                        loss=f"{loss_sum / count:.3f}",
+                        acc=f"{correct / count:.3f}",
+                        clips_s=f"{(step + 1) * self.batch * self.env.world / seconds:.0f}",
+                    )
+        loss_sum, correct, count = self.env.sum_(sums).tolist()
+        seconds = time.perf_counter() - started
+        return {
+            "epoch": epoch,
+            "train_loss": loss_sum / count,
+            "train_acc": correct / count,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "clips_per_s": count / seconds,
+        }
+
+    def _step(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        config = self.config
+        batch = index.numel()
+        position = torch.rand(batch, device=self.device, generator=generator)
+        waveform, _ = self.waveforms.crops(index, self.clip, position)
+        masks = None
+        fused = self.augment is not None and self.augment.mask_value != "mean"
+        if fused:
+            masks = self.augment.draw(
+                batch, self.n_features, self.frames, self.device, generator=generator
+            )
+            # mask_value is in normalised units: the fill must be so after input_norm.
+            norm = self.model.input_norm
+            masks = MaskParams(masks.freq, masks.time, masks.values * norm.std + norm.mean)
+        with torch.no_grad():
+            features = self.frontend(waveform, augment=masks)
+            if self.augment is not None and not fused:
+                features = self.augment(features, generator=generator)
+            features = features.unsqueeze(1)
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
+        )
+        with autocast:
+            output = self.forward(features)
+        target = self.targets[index]
+        loss = F.cross_entropy(
+            output.logits.float(), target, label_smoothing=config.label_smoothing
+        )
+        if self.center_loss is not None:
+            loss = loss + config.center_loss_weight * self.center_loss(
+                output.embedding.float(), target
+            )
+        if output.reconstruction is not None and config.reconstruction_weight > 0:
+            wanted = self.model.input_norm(features)
+            loss = loss + config.reconstruction_weight * F.mse_loss(
+                output.reconstruction.float(), wanted
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate()
+        self.optimizer.step()
+        if self.center_loss is not None and self.env.active:
+            centers = self.center_loss.centers
+            centers.copy_(self.env.sum_(centers.clone()) / self.env.world)
+        self.step += 1
+        return loss, output.logits
+
+    def _learning_rate(self) -> float:
+        config, step = self.config, self.step
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return config.lr
+        span = max(1, self.total_steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _validate(self) -> Report:
+        logits = dataset_logits(
+            self.model,
+            self.val_set,
+            batch_size=max(self.batch, 64),
+            device=self.device,
+            clip_seconds=self.config.clip_seconds,
+        )
+        index = {name: i for i, name in enumerate(self.labels)}
+        targets = [index[u.label] for u in self.val_set.utterances]
+        return Report.from_predictions(targets, logits.argmax(dim=1), self.labels)
+
+    def _diverged_message(self, epoch: int, step: int) -> str:
+        kept = checkpoint.epoch_dirs(self.run) if self.run is not None else []
+        where = f"; the last good checkpoint is {kept[-1]}" if kept else ""
+        return (
+            f"the loss became NaN or infinite in epoch {epoch} (by step {step + 1}); "
+            f"training stopped{where}. Lower TrainConfig.lr (now {self.config.lr}), keep "
+            "grad_clip on, or check the data for NaN/Inf samples"
+        )
+
+    # --------------------------------------------------------------------- checkpoints
+    def _epoch_dir(self, epoch: int) -> Path:
+        return self.run / checkpoint.CHECKPOINTS / f"epoch-{epoch:04d}"
+
+    def _save(self, epoch: int) -> None:
+        if self.run is None:
+            return
+        meta = {
+            **checkpoint.model_card(self.model, self.config.model),
+            "train_config": self.config.to_dict(),
+            "epoch": epoch,
+            "global_step": self.step,
+            "train_size": self.train_size,
+            "best_epoch": self.best_epoch,
+            "best_val_ua": self.best_ua if self.best_epoch is not None else None,
+            "metrics": self.history[-1],
+            "history": self.history,
+        }
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "center_loss": self.center_loss.state_dict() if self.center_loss else None,
+            "step": self.step,
+        }
+        target = self._epoch_dir(epoch)
+        try:
+            checkpoint.save(target, self.model, meta, state)
+        except OSError as error:
+            kept = checkpoint.epoch_dirs(self.run)
+            previous = f"the previous checkpoint {kept[-1]} is intact" if kept else "none kept"
+            raise OSError(
+                error.errno, f"cannot write checkpoint {target} ({error.strerror}); {previous}"
+            ) from error
+        keep = {target, self._epoch_dir(self.best_epoch) if self.best_epoch else target}
+        for old in checkpoint.epoch_dirs(self.run):
+            if old not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        _atomic_write(self.run / "history.csv", _csv(self.history))
+
+    def _restore(self, resume: bool) -> int:
+        """Load the last complete checkpoint; returns the epochs it had done."""
+        if self.run is None:
+            if resume:
+                raise ValueError("resume=True needs out_dir (where the checkpoints are)")
+            return 0
+        epochs = checkpoint.epoch_dirs(self.run)
+        if not epochs:
+            return 0
+        last = epochs[-1]
+        if not resume:
+            raise ValueError(
+                f"out_dir={str(self.run)!r} already holds a training run (checkpoint {last.name}):"
+                " pass resume=True to continue it, or choose another folder"
+            )
+        meta = checkpoint.read_meta(last)
+        _check_compatible(meta, self.config, self.labels, last)
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(load_file(str(last / checkpoint.MODEL_FILE)))
+        self.model.to(self.device)
+        state = torch.load(
+            last / checkpoint.STATE_FILE, map_location=self.device, weights_only=True
+        )
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.center_loss is not None and state["center_loss"] is not None:
+            self.center_loss.load_state_dict(state["center_loss"])
+        self.step = int(state["step"])
+        self.history = list(meta["history"])
+        self.best_epoch = meta["best_epoch"]
+        self.best_ua = meta["best_val_ua"] if meta["best_val_ua"] is not None else -math.inf
+        return int(meta["epoch"])
+
+
+def _check_compatible(meta: dict, config: TrainConfig, labels: tuple[str, ...], where: Path):
+    saved = meta.get("train_config", {})
+    current = config.to_dict()
+    differences = [
+        f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
+        for key in current
+        if key not in _RESUMABLE_CHANGES and saved.get(key) != current[key]
+    ]
+    if list(meta.get("labels") or []) != list(labels):
+        differences.append(f"labels: checkpoint {meta.get('labels')}, now {list(labels)}")
+    if differences:
+        raise ValueError(
+            f"cannot resume from {where}: it was written with a different config ("
+            + "; ".join(differences)
+            + "). Use the same settings, or a new out_dir"
+        )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2).encode()
+
+
+def _csv(history: list[dict[str, Any]]) -> bytes:
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue().encode()
+
+
+def _summary_line(row: dict[str, Any], epochs: int) -> str:
+    line = (
+        f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, "
+        f"train acc {100 * row['train_acc']:.1f} %, {row['clips_per_s']:.0f} clips/s"
+    )
+    if "val_ua" in row:
+        line += f", val UA {100 * row['val_ua']:.1f} % WA {100 * row['val_wa']:.1f} %"
+    return line
