@@ -4,6 +4,7 @@ Public API (see README.md): :class:`FrontEndConfig`, :mod:`~emohrnet_fast.featur
 :mod:`~emohrnet_fast.augment`, :mod:`~emohrnet_fast.models`, :mod:`~emohrnet_fast.losses`,
 :mod:`~emohrnet_fast.ops`, :mod:`~emohrnet_fast.audio`, :mod:`~emohrnet_fast.data`,
 :class:`TrainConfig` / :func:`train` / :func:`evaluate` / :class:`Report`,
+:func:`cross_validate`,
 :func:`load_model` and :func:`info`.
 """
 
@@ -11,12 +12,14 @@ from emohrnet_fast import audio, augment, data, features, losses, models, ops
 from emohrnet_fast._info import info
 from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
+from emohrnet_fast.crossval import CVResult, cross_validate
 from emohrnet_fast.evaluate import Report, evaluate
 from emohrnet_fast.train import TrainingDiverged, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CVResult",
     "FrontEndConfig",
     "Report",
     "SpecAugmentConfig",
@@ -26,6 +29,7 @@ __all__ = [
     "__version__",
     "audio",
     "augment",
+    "cross_validate",
     "data",
     "evaluate",
     "features",

@@ -25,9 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.models.base import EmotionModel
-from emohrnet_fast.models.registry import create, model_config
+from emohrnet_fast.models.registry import create, model_config, typed_fields
 
 FORMAT = 1  # bump when the folder's content changes incompatibly
 MODEL_FILE = "model.safetensors"
@@ -166,10 +165,13 @@ def build_model(meta: dict[str, Any]) -> EmotionModel:
     """An untrained model with the architecture, labels and front-end a card describes."""
     name = meta.get("model")
     try:
-        preset = model_config(name)
+        model_config(name)
     except ValueError as error:
         raise CheckpointError(f"checkpoint model: {error}") from error
-    fields = _typed_like(preset, meta["model_config"])
+    try:
+        fields = typed_fields(name, meta["model_config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint model config: {error}") from error
     model = create(name, int(meta["num_classes"]), **fields)
     labels = meta.get("labels")
     model.labels = tuple(labels) if labels is not None else None
@@ -201,25 +203,6 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> E
             f"unexpected: {unexpected[:5]})"
         )
     return model.to(device).eval()
-
-
-def _typed_like(template: Any, data: dict[str, Any]) -> dict[str, Any]:
-    """JSON values turned back into ``template``'s field types (dataclasses, tuples)."""
-    fields = {f.name for f in dataclasses.fields(template)}
-    unknown = set(data) - fields
-    if unknown:
-        raise CheckpointError(f"model config has unknown field(s) {sorted(unknown)}")
-    out = {}
-    for key, value in data.items():
-        current = getattr(template, key)
-        if isinstance(current, FrontEndConfig) or (
-            dataclasses.is_dataclass(current) and isinstance(value, dict)
-        ):
-            value = type(current)(**_typed_like(current, value))
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)
-        out[key] = value
-    return out
 
 
 def _jsonable(value: Any) -> Any:

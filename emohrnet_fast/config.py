@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +14,7 @@ MelNorm = Literal["slaney"] | None
 FeatureOutput = Literal["power", "log", "db"]
 
 MAX_N_FFT = 8192
+_C_INT_MAX = 2**31 - 1  # sizes the compiled core takes as C ints
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,12 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_real(value) -> bool:
+    """A real number (int, float, numpy scalar), not a bool, a string or None: comparisons
+    with anything else raise TypeErrors that do not name the field."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _validate(c: FrontEndConfig) -> None:
     def fail(field: str, expected: str) -> None:
         raise ValueError(f"FrontEndConfig.{field}={getattr(c, field)!r}: expected {expected}")
@@ -115,16 +123,22 @@ def _validate(c: FrontEndConfig) -> None:
         fail("n_fft", f"an even integer from 2 to {MAX_N_FFT}")
     if c.win_length is not None and (not _is_int(c.win_length) or not 1 <= c.win_length <= c.n_fft):
         fail("win_length", f"None or an integer from 1 to n_fft={c.n_fft}")
-    if not _is_int(c.hop_length) or c.hop_length < 1:
-        fail("hop_length", "an integer >= 1")
+    if not _is_int(c.hop_length) or not 1 <= c.hop_length <= _C_INT_MAX:
+        fail("hop_length", f"an integer >= 1 and <= {_C_INT_MAX} (the kernels take a C int)")
     nyquist = c.sample_rate / 2
-    if c.f_max is not None and not 0 < c.f_max <= nyquist:
+    if c.f_max is not None and not (_is_real(c.f_max) and 0 < c.f_max <= nyquist):
         fail("f_max", f"None or in (0, sample_rate / 2 = {nyquist:g}] Hz")
-    if not 0 <= c.f_min < c.resolved_f_max:
+    if not (_is_real(c.f_min) and 0 <= c.f_min < c.resolved_f_max):
         fail("f_min", f"in [0, f_max = {c.resolved_f_max:g}) Hz")
-    if c.n_mels is not None and (not _is_int(c.n_mels) or c.n_mels < 1):
-        fail("n_mels", "None (linear spectrogram) or an integer >= 1")
-    if c.power not in (1.0, 2.0):
+    # Each FFT bin lies inside at most two triangles, so more bands than 2 * n_freqs always
+    # leave some empty; the bound also keeps a huge n_mels from building a huge filterbank.
+    if c.n_mels is not None and (not _is_int(c.n_mels) or not 1 <= c.n_mels <= 2 * c.n_freqs):
+        fail(
+            "n_mels",
+            f"None (linear spectrogram) or an integer >= 1 and <= 2 * (n_fft // 2 + 1) = "
+            f"{2 * c.n_freqs} (each FFT bin feeds at most two bands)",
+        )
+    if isinstance(c.power, bool) or c.power not in (1.0, 2.0):
         fail("power", "1.0 (magnitude) or 2.0 (power)")
     if c.norm not in (None, "slaney"):
         fail("norm", "None or 'slaney'")
@@ -132,12 +146,13 @@ def _validate(c: FrontEndConfig) -> None:
         fail("mel_scale", "'htk' or 'slaney'")
     if c.output not in ("power", "log", "db"):
         fail("output", "'power', 'log' or 'db'")
-    if c.top_db is not None and not c.top_db >= 0:
+    if c.top_db is not None and not (_is_real(c.top_db) and c.top_db >= 0):
         fail("top_db", "None or a number >= 0 (dB)")
-    if not c.eps > 0:
-        fail("eps", "a number > 0")
-    if not c.amin > 0:
-        fail("amin", "a number > 0")
+    # Infinite eps / amin would turn every feature into the same constant.
+    if not (_is_real(c.eps) and 0 < c.eps < math.inf):
+        fail("eps", "a number > 0 and finite")
+    if not (_is_real(c.amin) and 0 < c.amin < math.inf):
+        fail("amin", "a number > 0 and finite")
     if c.n_mfcc is not None:
         if not _is_int(c.n_mfcc) or not 1 <= c.n_mfcc <= c.n_bands:
             fail("n_mfcc", f"None or an integer from 1 to the number of bands ({c.n_bands})")
@@ -257,6 +272,11 @@ class TrainConfig:
             data["frontend"] = FrontEndConfig(**data["frontend"])
         if isinstance(data.get("spec_augment"), dict):
             data["spec_augment"] = SpecAugmentConfig(**data["spec_augment"])
+        if isinstance(data.get("model_overrides"), dict):
+            from emohrnet_fast.models.registry import typed_fields
+
+            model = data.get("model", cls.model)
+            data["model_overrides"] = typed_fields(model, data["model_overrides"])
         return cls(**data)
 
 

@@ -129,7 +129,9 @@ def train(
         out_dir: run folder for checkpoints (``checkpoints/epoch-NNNN``, last and best
             kept), ``train_config.json`` and ``history.csv``; ``None``: nothing is written.
         resume: continue from the last complete checkpoint in ``out_dir`` (a run killed
-            mid-epoch loses at most that epoch); starts fresh when there is none.
+            mid-epoch loses at most that epoch); starts fresh when there is none. The config
+            must equal the checkpoint's except ``epochs``, ``device`` and ``compile``; a new
+            ``epochs`` stretches the cosine schedule from that point on.
         progress: a tqdm bar per epoch (loss, accuracy, clips/s); ``None``: only when stderr
             is a terminal.
         quiet: no per-epoch summary lines.

@@ -35,6 +35,28 @@ def model_config(name: str) -> Any:
     return _PRESETS[name][1]
 
 
+def typed_fields(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Config fields of preset ``name`` from JSON values: lists become tuples and dicts the
+    nested dataclasses (``StageConfig``, ``FrontEndConfig``) where the preset has them."""
+    return _typed_like(model_config(name), data, name)
+
+
+def _typed_like(template: Any, data: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(template)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"model {where!r} has no config field(s) {sorted(unknown)}")
+    out = {}
+    for key, value in data.items():
+        current = getattr(template, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = type(current)(**_typed_like(current, value, f"{where}.{key}"))
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
 def create(name: str, num_classes: int, **overrides) -> nn.Module:
     """Build preset ``name`` for ``num_classes`` classes; ``overrides`` replace config fields
     (an unknown field is an error). The model's ``default_frontend`` says which features it

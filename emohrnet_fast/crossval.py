@@ -1,0 +1,251 @@
+"""Cross-validation studies: one model per fold, per-fold and pooled metrics, resumable.
+
+A study folder holds ``study.json`` (the exact config, corpus, protocol), one
+``fold-NN/`` per fold (``run/``: the fold's training run; ``report/``: its test report;
+``predictions.json``), and at the end ``pooled/`` (the report over every fold's
+predictions) with ``summary.json`` / ``summary.md`` (mean ± std over folds). A killed study
+rerun with the same arguments skips finished folds and resumes the fold it was in from that
+fold's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from emohrnet_fast.config import TrainConfig
+from emohrnet_fast.data.corpus import Corpus
+from emohrnet_fast.data.splits import Split, splits
+from emohrnet_fast.evaluate import Report, _atomic_write, _targets_for, dataset_logits
+from emohrnet_fast.train import train
+
+_METRICS = ("wa", "ua", "macro_f1")
+
+
+@dataclass
+class CVResult:
+    """What :func:`cross_validate` returns."""
+
+    protocol: str  # "loso", "speaker_kfold", "session" or "random"
+    speaker_independent: bool  # False for "random" (speakers on both sides)
+    folds: list[Report]  # test report of each fold run, in fold order
+    pooled: Report  # one report over every fold's test predictions
+    mean: dict[str, float]  # WA / UA / macro-F1 averaged over folds
+    std: dict[str, float]  # their sample standard deviation (0 with one fold)
+    out_dir: Path | None
+
+    def markdown(self) -> str:
+        """Per-fold rows, then mean ± std and the pooled figures."""
+        kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
+        lines = [
+            f"{self.protocol} ({kind}), {len(self.folds)} fold(s)",
+            "",
+            "| fold | test | n | WA % | UA % | macro-F1 % |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for report in self.folds:
+            held = ", ".join(report.meta.get("test_groups", [])) or "-"
+            lines.append(
+                f"| {report.meta.get('fold')} | {held} | {sum(report.support)} | "
+                f"{100 * report.wa:.1f} | {100 * report.ua:.1f} | {100 * report.macro_f1:.1f} |"
+            )
+        m, s = self.mean, self.std
+        lines += [
+            "",
+            f"mean ± std over folds: WA {100 * m['wa']:.1f} ± {100 * s['wa']:.1f} %, "
+            f"UA {100 * m['ua']:.1f} ± {100 * s['ua']:.1f} %, "
+            f"macro-F1 {100 * m['macro_f1']:.1f} ± {100 * s['macro_f1']:.1f} %",
+            f"pooled over {sum(self.pooled.support)} test utterances: "
+            f"WA {100 * self.pooled.wa:.1f} %, UA {100 * self.pooled.ua:.1f} %, "
+            f"macro-F1 {100 * self.pooled.macro_f1:.1f} %",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def cross_validate(
+    config: TrainConfig,
+    corpus: Corpus,
+    protocol: str = "loso",
+    *,
+    k: int = 5,
+    split_seed: int = 0,
+    folds: list[int] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> CVResult:
+    """Train and test one model per fold of ``protocol`` over ``corpus``.
+
+    Args:
+        config: training settings, the same for every fold (no validation set: each fold's
+            last epoch is tested, so the test speakers never choose anything).
+        corpus: a corpus with waveforms loaded.
+        protocol: ``"loso"`` (default), ``"speaker_kfold"``, ``"session"`` or ``"random"``
+            (speaker-dependent, labelled so in every output); see
+            :func:`emohrnet_fast.data.splits`.
+        k: folds for ``speaker_kfold`` and ``random``.
+        split_seed: seed of the fold assignment (``speaker_kfold``, ``random``).
+        folds: run only these fold numbers (0-based), e.g. for a quick partial study; the
+            summary then covers those folds only and says so.
+        out_dir: study folder (see the module docstring); ``None``: nothing is written and
+            nothing can be resumed.
+        resume: reuse finished folds and resume an interrupted one found in ``out_dir``.
+        progress, quiet: as for :func:`emohrnet_fast.train`.
+
+    Returns:
+        A :class:`CVResult`.
+
+    Raises:
+        ValueError: an impossible protocol for the corpus, unknown fold numbers, or an
+            ``out_dir`` holding a study with different settings (the message names them).
+    """
+    if corpus.waveforms is None:
+        raise ValueError(f"corpus {corpus.name!r}: waveforms not loaded (load_audio=True)")
+    all_folds = splits(corpus, protocol, k=k, seed=split_seed)
+    chosen = list(range(len(all_folds))) if folds is None else sorted(set(folds))
+    bad = [f for f in chosen if not (isinstance(f, int) and 0 <= f < len(all_folds))]
+    if bad:
+        raise ValueError(
+            f"folds={bad}: {protocol} on {corpus.name} has folds 0..{len(all_folds) - 1}"
+        )
+    out = Path(out_dir) if out_dir is not None else None
+    study = {
+        "corpus": corpus.name,
+        "root": str(corpus.root),
+        "utterances": len(corpus),
+        "labels": list(corpus.labels),
+        "protocol": protocol,
+        "k": k,
+        "split_seed": split_seed,
+        "folds": chosen,
+        "train_config": config.to_dict(),
+    }
+    if out is not None:
+        _start_study(out, study, resume)
+    reports = []
+    for number in chosen:
+        split = all_folds[number]
+        if not quiet:
+            print(f"{split}", file=sys.stderr, flush=True)
+        reports.append(_run_fold(config, corpus, split, out, resume, progress, quiet))
+    pooled = _pooled(reports, corpus.labels, protocol)
+    result = CVResult(
+        protocol=protocol,
+        speaker_independent=all_folds[0].speaker_independent,
+        folds=reports,
+        pooled=pooled,
+        mean={m: statistics.fmean(getattr(r, m) for r in reports) for m in _METRICS},
+        std={
+            m: statistics.stdev(getattr(r, m) for r in reports) if len(reports) > 1 else 0.0
+            for m in _METRICS
+        },
+        out_dir=out,
+    )
+    if out is not None:
+        pooled.save(out / "pooled")
+        partial = "" if len(chosen) == len(all_folds) else f" (folds {chosen} only)"
+        header = f"# {corpus.name}: {config.model}{partial}\n\n"
+        _atomic_write(out / "summary.md", (header + result.markdown()).encode())
+        summary = {**study, "mean": result.mean, "std": result.std}
+        summary["pooled"] = {m: getattr(pooled, m) for m in _METRICS}
+        summary["per_fold"] = [{**r.meta, **{m: getattr(r, m) for m in _METRICS}} for r in reports]
+        _atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    return result
+
+
+def _start_study(out: Path, study: dict, resume: bool) -> None:
+    file = out / "study.json"
+    if file.exists():
+        saved = json.loads(file.read_text())
+        if not resume:
+            raise ValueError(
+                f"out_dir={str(out)!r} already holds a study: pass resume=True to continue it, "
+                "or choose another folder"
+            )
+        differences = [
+            f"{key}: saved {saved.get(key)!r}, now {value!r}"
+            for key, value in study.items()
+            if key not in ("root", "folds") and saved.get(key) != value
+        ]
+        if differences:
+            raise ValueError(
+                f"cannot resume the study in {out}: different settings ("
+                + "; ".join(differences)
+                + ")"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(file, json.dumps(study, indent=2).encode())
+
+
+def _run_fold(
+    config: TrainConfig,
+    corpus: Corpus,
+    split: Split,
+    out: Path | None,
+    resume: bool,
+    progress: bool | None,
+    quiet: bool,
+) -> Report:
+    meta = {
+        "protocol": split.protocol,
+        "fold": split.fold,
+        "test_groups": list(split.test_groups),
+        "speaker_independent": split.speaker_independent,
+    }
+    folder = out / f"fold-{split.fold:02d}" if out is not None else None
+    if folder is not None and resume and (folder / "predictions.json").exists():
+        saved = json.loads((folder / "predictions.json").read_text())
+        return _report(saved["true"], saved["pred"], saved["labels"], meta)
+    test_set = corpus.subset(split.test)
+    result = train(
+        config,
+        corpus.subset(split.train),
+        out_dir=folder / "run" if folder is not None else None,
+        resume=resume,
+        progress=progress,
+        quiet=quiet,
+    )
+    model = result.model
+    _targets_for(model, test_set)  # a clear error for test labels the fold never trained on
+    logits = dataset_logits(
+        model, test_set, device=next(model.parameters()).device, clip_seconds=config.clip_seconds
+    )
+    true = [u.label for u in test_set.utterances]
+    pred = [model.labels[i] for i in logits.argmax(dim=1).tolist()]
+    report = _report(true, pred, list(model.labels), meta)
+    if folder is not None:
+        report.save(folder / "report")
+        predictions = {
+            "labels": list(model.labels),
+            "files": [str(u.path) for u in test_set.utterances],
+            "true": true,
+            "pred": pred,
+        }
+        _atomic_write(folder / "predictions.json", json.dumps(predictions).encode())
+    return report
+
+
+def _report(true: list[str], pred: list[str], labels: list[str], meta: dict) -> Report:
+    index = {name: i for i, name in enumerate(labels)}
+    return Report.from_predictions([index[t] for t in true], [index[p] for p in pred], labels, meta)
+
+
+def _pooled(reports: list[Report], labels: tuple[str, ...], protocol: str) -> Report:
+    """One report over the folds' confusion matrices, on the corpus's label set."""
+    index = {name: i for i, name in enumerate(labels)}
+    true, pred = [], []
+    for report in reports:
+        for i, row in enumerate(report.confusion):
+            for j, count in enumerate(row):
+                true += [index[report.labels[i]]] * count
+                pred += [index[report.labels[j]]] * count
+    present = sorted(set(true) | set(pred))
+    names = [labels[i] for i in present]
+    remap = {old: new for new, old in enumerate(present)}
+    meta = {"protocol": protocol, "folds": [r.meta.get("fold") for r in reports]}
+    return Report.from_predictions([remap[t] for t in true], [remap[p] for p in pred], names, meta)

@@ -1,0 +1,296 @@
+"""Training on real EmoDB clips: learning, checkpoints, resume after kill -9, bad input."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from train_fixtures import TINY, tiny_corpus
+
+import emohrnet_fast as ef
+from emohrnet_fast import checkpoint
+
+train_module = importlib.import_module("emohrnet_fast.train")  # ef.train is the function
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(corpus, tmp_path_factory):
+    """TINY trained for 3 epochs without interruption."""
+    out = tmp_path_factory.mktemp("reference")
+    result = ef.train(TINY, corpus, out_dir=out, progress=False, quiet=True)
+    return result, out
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in checkpoint.unwrap(model).state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_tiny_set_is_learned_to_100_percent(corpus):
+    config = TINY.replace(
+        epochs=40,
+        lr=1e-2,
+        clip_seconds=1.0,
+        spec_augment=None,
+        model_overrides={"channels": (16, 16, 16, 16), "embedding_dim": 16, "dropout": 0.0},
+    )
+    result = ef.train(config, corpus, progress=False, quiet=True)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[-1]["train_acc"] == 1.0
+    report = ef.evaluate(result.model, corpus, clip_seconds=1.0)
+    assert report.wa == 1.0 and report.ua == 1.0
+
+
+def test_run_folder_checkpoints_and_load_model(reference_run, corpus):
+    result, out = reference_run
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    kept = checkpoint.epoch_dirs(out)
+    assert [p.name for p in kept] == ["epoch-0003"]  # no val set: only the last is kept
+    assert result.last_checkpoint == kept[-1] and result.best_checkpoint is None
+    meta = checkpoint.read_meta(kept[-1])
+    assert meta["labels"] == list(corpus.labels) and meta["epoch"] == 3
+    assert meta["model"] == "centerloss_cnn_mfcc" and meta["frontend"]["n_mfcc"] == 40
+    assert meta["train_config"] == TINY.to_dict()
+    assert (out / "history.csv").read_text().count("\n") == 4  # header + 3 epochs
+    assert not list(out.rglob("*.tmp"))
+    loaded = ef.load_model(out)
+    assert loaded.labels == corpus.labels and not loaded.training
+    assert_same_weights(weights(loaded), weights(result.model))
+    assert float(loaded.input_norm.std) != 1.0  # the training statistics travel with it
+    # The loaded model scores exactly like the trained one.
+    a = ef.evaluate(loaded, corpus, clip_seconds=0.5)
+    b = ef.evaluate(result.model, corpus, clip_seconds=0.5)
+    assert a.confusion == b.confusion
+
+
+def test_best_checkpoint_follows_validation_ua(corpus, tmp_path):
+    train_set = corpus.subset([i for i, u in enumerate(corpus) if u.speaker != "03"])
+    val_set = corpus.subset([i for i, u in enumerate(corpus) if u.speaker == "03"])
+    result = ef.train(TINY, train_set, val_set, out_dir=tmp_path, progress=False, quiet=True)
+    uas = [row["val_ua"] for row in result.history]
+    best = 1 + max(range(len(uas)), key=lambda i: (uas[i], -i))
+    assert result.best_epoch == best
+    assert result.best_checkpoint == tmp_path / "checkpoints" / f"epoch-{best:04d}"
+    assert checkpoint.resolve(tmp_path) == result.best_checkpoint
+    assert result.val_report.labels == corpus.labels
+
+
+def test_resume_continues_exactly(reference_run, corpus, tmp_path, monkeypatch):
+    original = train_module._Trainer._train_epoch
+
+    def interrupted(self, epoch, progress):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module._Trainer, "_train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ef.train(TINY, corpus, out_dir=tmp_path, progress=False, quiet=True)
+    resumed = ef.train(TINY, corpus, out_dir=tmp_path, resume=True, progress=False, quiet=True)
+    assert resumed.resumed_from == 2 and len(resumed.history) == 3
+    reference, _ = reference_run
+    assert_same_weights(weights(resumed.model), weights(reference.model))
+    assert resumed.history[-1]["train_loss"] == reference.history[-1]["train_loss"]
+
+
+KILL_SCRIPT = """
+import importlib, sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from train_fixtures import TINY, tiny_corpus
+import emohrnet_fast as ef
+train_module = importlib.import_module("emohrnet_fast.train")  # the package's train is the function
+
+corpus = tiny_corpus(Path({data!r}))
+original = train_module._Trainer._train_epoch
+def slow_epoch(self, epoch, progress):  # room to be killed inside epoch 2
+    if epoch >= 2:
+        print("in-epoch", epoch, flush=True)
+        time.sleep(30)
+    return original(self, epoch, progress)
+train_module._Trainer._train_epoch = slow_epoch
+ef.train(TINY, corpus, out_dir={out!r}, progress=False, quiet=True)
+"""
+
+
+def test_kill_9_mid_epoch_loses_at_most_that_epoch(reference_run, corpus, tmp_path):
+    out = tmp_path / "run"
+    script = KILL_SCRIPT.format(
+        tests=str(Path(__file__).parent), data=str(tmp_path / "data"), out=str(out)
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = process.stdout.readline()  # blocks until epoch 1 is saved and epoch 2 began
+        assert line.startswith("in-epoch 2"), line
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert [p.name for p in checkpoint.epoch_dirs(out)] == ["epoch-0001"]
+    assert not list(out.rglob("*.tmp"))
+    resumed = ef.train(TINY, corpus, out_dir=out, resume=True, progress=False, quiet=True)
+    assert resumed.resumed_from == 1 and [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    reference, _ = reference_run
+    assert_same_weights(weights(resumed.model), weights(reference.model))
+
+
+def test_full_disk_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    real_save = safetensors.torch.save_file
+    calls = []
+
+    def failing_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second epoch's checkpoint
+            real_save(*args, **kwargs)  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    with pytest.raises(OSError, match=r"No space left.*epoch-0001 is intact"):
+        ef.train(TINY, corpus, out_dir=tmp_path, progress=False, quiet=True)
+    assert [p.name for p in checkpoint.epoch_dirs(tmp_path)] == ["epoch-0001"]
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert ef.load_model(tmp_path).labels == corpus.labels
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    ef.train(TINY.replace(epochs=1), corpus, out_dir=tmp_path, progress=False, quiet=True)
+    waveforms = corpus.waveforms
+    poisoned = type(waveforms)(
+        torch.full_like(waveforms.data, float("nan")),
+        waveforms.offsets,
+        waveforms.lengths,
+        waveforms.sample_rate,
+    )
+    import dataclasses
+
+    bad = dataclasses.replace(corpus, waveforms=poisoned)
+    with pytest.raises(ef.TrainingDiverged, match=r"NaN or infinite in epoch 2.*epoch-0001"):
+        ef.train(TINY.replace(epochs=2), bad, out_dir=tmp_path, resume=True, quiet=True)
+    assert [p.name for p in checkpoint.epoch_dirs(tmp_path)] == ["epoch-0001"]
+
+
+def test_resume_with_another_config_names_the_difference(reference_run, corpus):
+    _, out = reference_run
+    with pytest.raises(ValueError, match=r"different config \(lr: checkpoint 0.003, now 0.001"):
+        ef.train(TINY.replace(lr=1e-3), corpus, out_dir=out, resume=True, quiet=True)
+    with pytest.raises(ValueError, match="already holds a training run"):
+        ef.train(TINY, corpus, out_dir=out, quiet=True)
+    done = ef.train(TINY, corpus, out_dir=out, resume=True, quiet=True)  # nothing left to do
+    assert done.resumed_from == 3 and len(done.history) == 3
+
+
+def test_evaluate_matches_hand_computed_predictions(reference_run, corpus):
+    model = reference_run[0].model
+    from emohrnet_fast.evaluate import dataset_logits
+
+    predicted = dataset_logits(model, corpus, clip_seconds=0.5).argmax(dim=1)
+    truth = corpus.targets
+    report = ef.evaluate(model, corpus, clip_seconds=0.5, batch_size=5)
+    k = len(corpus.labels)
+    confusion = [[0] * k for _ in range(k)]
+    for t, p in zip(truth.tolist(), predicted.tolist(), strict=True):
+        confusion[t][p] += 1
+    assert [list(row) for row in report.confusion] == confusion
+    assert report.wa == pytest.approx(sum(confusion[i][i] for i in range(k)) / len(corpus))
+
+
+def test_evaluate_whole_utterances_and_label_checks(reference_run, corpus):
+    model = reference_run[0].model
+    report = ef.evaluate(model, corpus)  # whole 2-s clips
+    assert sum(report.support) == len(corpus)
+    other = type(model.labels)(("happy", "sad", "angry"))
+    model.labels, saved = other, model.labels
+    try:
+        with pytest.raises(ValueError, match=r"labels the model was not trained on: \['neutral'\]"):
+            ef.evaluate(model, corpus)
+    finally:
+        model.labels = saved
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "pattern"),
+    [
+        ("empty", ValueError, "train_set .* is empty"),
+        ("no_audio", ValueError, "waveforms not loaded"),
+        ("one_label", ValueError, "need at least 2"),
+        ("unseen_val", ValueError, r"val_set has labels never seen in train_set: \['sad'\]"),
+        ("rate", ValueError, "at 8000 Hz but the model's front-end expects 16000 Hz"),
+        ("not_corpus", TypeError, "train_set: expected a Corpus"),
+        ("resume_no_dir", ValueError, "resume=True needs out_dir"),
+    ],
+)
+def test_bad_training_input(corpus, case, error, pattern):
+    import dataclasses
+
+    train_set, val_set, kwargs = corpus, None, {}
+    if case == "empty":
+        train_set = corpus.subset([])
+    elif case == "no_audio":
+        train_set = dataclasses.replace(corpus, waveforms=None)
+    elif case == "one_label":
+        train_set = corpus.subset([i for i, u in enumerate(corpus) if u.label == "angry"])
+    elif case == "unseen_val":
+        train_set = corpus.subset([i for i, u in enumerate(corpus) if u.label != "sad"])
+        val_set = corpus
+    elif case == "rate":
+        train_set = dataclasses.replace(corpus, sample_rate=8000)
+    elif case == "not_corpus":
+        train_set = corpus.waveforms
+    elif case == "resume_no_dir":
+        kwargs = {"resume": True}
+    with pytest.raises(error, match=pattern):
+        ef.train(TINY, train_set, val_set, quiet=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"model": "resnet50"}, "TrainConfig.model='resnet50': expected one of"),
+        ({"optimizer": "sgd"}, "TrainConfig.optimizer='sgd'"),
+        ({"precision": "fp8"}, "TrainConfig.precision='fp8'"),
+        ({"batch_size": 0}, "TrainConfig.batch_size=0"),
+        ({"lr": -1.0}, "TrainConfig.lr=-1.0"),
+        ({"clip_seconds": 0}, "TrainConfig.clip_seconds=0"),
+        ({"device": "tpu"}, "TrainConfig.device='tpu'"),
+    ],
+)
+def test_bad_train_config(change, pattern, corpus):
+    with pytest.raises(ValueError, match=pattern):
+        ef.train(TINY.replace(**change), corpus, quiet=True)
+
+
+def test_config_round_trips_through_json():
+    assert ef.TrainConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['momentum'\]"):
+        ef.TrainConfig.from_dict({**TINY.to_dict(), "momentum": 0.9})
+
+
+def test_progress_bar_and_summary_lines(corpus, capsys):
+    ef.train(TINY.replace(epochs=1), corpus, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "clips/s" in err
