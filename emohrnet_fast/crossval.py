@@ -206,7 +206,7 @@ def _run_fold(
         config,
         corpus.subset(split.train),
         out_dir=folder / "run" if folder is not None else None,
-        resume=resume,
+        resume=resume and folder is not None,
         progress=progress,
         quiet=quiet,
     )

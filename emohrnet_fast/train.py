@@ -98,6 +98,13 @@ class _Distributed:
             dist.all_reduce(tensor)
         return tensor
 
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers everywhere (BatchNorm statistics drift apart after each rank's
+        last forward; DDP only syncs them at the start of the next one)."""
+        if self.active:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
@@ -376,6 +383,7 @@ class _Trainer:
                         clips_s=f"{(step + 1) * self.batch * self.env.world / seconds:.0f}",
                     )
         loss_sum, correct, count = self.env.sum_(sums).tolist()
+        self.env.broadcast_buffers(self.model)
         seconds = time.perf_counter() - started
         return {
             "epoch": epoch,

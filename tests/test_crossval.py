@@ -1,0 +1,229 @@
+"""Cross-validation studies, the train/evaluate/cv CLI, and training under torchrun (gloo)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_fixtures import SPEAKERS, TINY, make_tiny_emodb, tiny_corpus
+
+import emohrnet_fast as ef
+from emohrnet_fast import checkpoint
+from emohrnet_fast.cli import main
+
+crossval_module = importlib.import_module("emohrnet_fast.crossval")
+ONE_EPOCH = TINY.replace(epochs=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+def test_loso_study_writes_everything_and_pools_folds(corpus, tmp_path):
+    result = ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=tmp_path, quiet=True)
+    assert result.speaker_independent and len(result.folds) == len(SPEAKERS)
+    for report, speaker in zip(result.folds, SPEAKERS, strict=True):
+        assert report.meta["test_groups"] == [speaker] and sum(report.support) == 6
+    pooled = torch.tensor(result.pooled.confusion)
+    assert int(pooled.sum()) == len(corpus)
+    assert (
+        pooled.tolist()
+        == torch.stack([torch.tensor(r.confusion) for r in result.folds]).sum(0).tolist()
+    )  # every fold has all three labels here, in the same order
+    assert result.mean["ua"] == pytest.approx(sum(r.ua for r in result.folds) / 4)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["protocol"] == "loso" and summary["train_config"] == ONE_EPOCH.to_dict()
+    assert len(summary["per_fold"]) == 4
+    for fold in range(4):
+        assert (tmp_path / f"fold-{fold:02d}" / "report" / "confusion.png").stat().st_size > 0
+        assert checkpoint.epoch_dirs(tmp_path / f"fold-{fold:02d}" / "run")
+    assert "speaker-independent" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "pooled" / "report.json").exists()
+
+
+def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
+    calls = []
+    real_train = crossval_module.train
+
+    def failing_train(config, train_set, *args, **kwargs):
+        calls.append(sorted({u.speaker for u in train_set}))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the study dies in fold 1
+        return real_train(config, train_set, *args, **kwargs)
+
+    monkeypatch.setattr(crossval_module, "train", failing_train)
+    with pytest.raises(KeyboardInterrupt):
+        ef.cross_validate(ONE_EPOCH, corpus, "speaker_kfold", k=2, out_dir=tmp_path, quiet=True)
+    assert (tmp_path / "fold-00" / "predictions.json").exists()
+    assert not (tmp_path / "fold-01" / "predictions.json").exists()
+    calls.clear()
+    result = ef.cross_validate(
+        ONE_EPOCH, corpus, "speaker_kfold", k=2, out_dir=tmp_path, quiet=True
+    )
+    assert len(calls) == 1  # only fold 1 trained again
+    assert len(result.folds) == 2 and (tmp_path / "summary.json").exists()
+    with pytest.raises(ValueError, match=r"different settings \(protocol: saved 'speaker_kfold'"):
+        ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=tmp_path, quiet=True)
+
+
+def test_random_split_is_labelled_speaker_dependent(corpus):
+    result = ef.cross_validate(ONE_EPOCH, corpus, "random", k=2, folds=[0], quiet=True)
+    assert not result.speaker_independent and "speaker-DEPENDENT" in result.markdown()
+    assert len(result.folds) == 1
+
+
+@pytest.mark.parametrize(
+    ("protocol", "kwargs", "pattern"),
+    [
+        ("leave_one_out", {}, "protocol='leave_one_out': expected one of"),
+        ("session", {}, "protocol='session' needs session metadata"),
+        ("speaker_kfold", {"k": 9}, "speaker_kfold needs at least k speakers"),
+        ("loso", {"folds": [7]}, r"folds=\[7\]: loso on emodb has folds 0..3"),
+    ],
+)
+def test_impossible_protocols(corpus, protocol, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ef.cross_validate(ONE_EPOCH, corpus, protocol, quiet=True, **kwargs)
+
+
+def test_loso_with_one_speaker_is_an_error(corpus):
+    one = corpus.subset([i for i, u in enumerate(corpus) if u.speaker == "03"])
+    with pytest.raises(ValueError, match="needs at least 2 groups"):
+        ef.cross_validate(ONE_EPOCH, one, "loso", quiet=True)
+
+
+TINY_ARGS = [
+    "--model",
+    "centerloss_cnn_mfcc",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--clip-seconds",
+    "0.5",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
+
+def test_cli_train_evaluate_cv_end_to_end(tmp_path, capsys):
+    root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
+    data = ["--corpus", "emodb", "--root", str(root), "--cache-dir", str(tmp_path / "cache")]
+    run = tmp_path / "run"
+    code = main(["train", *data, *TINY_ARGS, "--out", str(run), "--val-speakers", "03"])
+    out = capsys.readouterr().out
+    assert code == 0 and "checkpoint:" in out and "UA" in out
+    assert checkpoint.read_meta(checkpoint.resolve(run))["train_config"]["clip_seconds"] == 0.5
+
+    report_dir = tmp_path / "report"
+    code = main(["evaluate", "--checkpoint", str(run), *data, "--speakers", "03,08"])
+    assert code == 0 and "WA" in capsys.readouterr().out
+    code = main(["evaluate", "--checkpoint", str(run), *data, "--json", "--out", str(report_dir)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and sum(report["support"]) == 12
+    assert (report_dir / "confusion.png").exists()
+
+    study = tmp_path / "study"
+    code = main(
+        ["cv", *data, *TINY_ARGS, "--protocol", "loso", "--folds", "0", "--out", str(study)]
+    )
+    assert code == 0 and "loso (speaker-independent), 1 fold(s)" in capsys.readouterr().out
+    assert "(folds [0] only)" in (study / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (
+            ["evaluate", "--checkpoint", "{tmp}/nothing", "--corpus", "emodb", "--root", "{tmp}"],
+            "checkpoint '.*nothing' does not exist",
+        ),
+        (["train", "--corpus", "emodb", "--root", "{tmp}/absent", "--out", "{tmp}/r"], "absent"),
+        (
+            ["train", "--corpus", "emodb", "--root", "{tmp}", "--out", "{tmp}/r", "--epochs", "0"],
+            "TrainConfig.epochs=0",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(tmp_path, argv, pattern):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    result = subprocess.run(
+        [sys.executable, "-m", "emohrnet_fast", *argv, "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("emohrnet-fast: error: "), result.stderr
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_cli_unknown_model_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--corpus", "emodb", "--root", ".", "--out", "x", "--model", "vgg"])
+    assert exit_info.value.code == 2 and "invalid choice: 'vgg'" in capsys.readouterr().err
+    for command in ("train", "evaluate", "cv"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0 and "--corpus" in capsys.readouterr().out
+
+
+DDP_SCRIPT = """
+import hashlib, importlib, json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import torch, torch.distributed as dist
+from train_fixtures import TINY, tiny_corpus
+import emohrnet_fast as ef
+
+corpus = tiny_corpus(Path({data!r}))
+result = ef.train(TINY.replace(epochs=2), corpus, out_dir={out!r}, progress=False, quiet=True)
+state = {{k: v.tolist() for k, v in result.model.state_dict().items()}}
+rank = int(__import__("os").environ["RANK"])
+Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,
+    "history": result.history}}))
+"""
+
+
+def test_torchrun_gloo_two_processes(corpus, tmp_path):
+    out = tmp_path / "run"
+    data = tmp_path / "data"
+    tiny_corpus(data)  # decode once, so both ranks read the cache
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["state"] == ranks[1]["state"]  # DDP kept the replicas identical
+    assert [row["epoch"] for row in ranks[0]["history"]] == [1, 2]
+    # 24 clips over 2 ranks: 12 each, 1 step of 8 per rank, 16 clips counted per epoch.
+    assert ranks[0]["history"][0]["clips_per_s"] > 0
+    saved = ef.load_model(out).state_dict()
+    for key, value in ranks[0]["state"].items():
+        torch.testing.assert_close(saved[key], torch.tensor(value, dtype=saved[key].dtype))
+    assert [p.name for p in checkpoint.epoch_dirs(out)] == ["epoch-0002"]
