@@ -4,6 +4,7 @@ repository root (-P keeps the source tree off sys.path: the installed package is
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 
@@ -26,3 +27,37 @@ def test_readme_python_examples_run():
         assert result.returncode == 0, f"README example failed:\n{block}\n{result.stderr}"
         outputs.append(result.stdout)
     assert "torch.Size([8, 128, 401])" in outputs[0]
+
+
+def test_readme_cli_commands_run(tmp_path):
+    """The README's training command lines, as written, on a tiny EmoDB copy for one epoch
+    (appended flags shorten the run; argparse lets the last occurrence win)."""
+    from train_fixtures import make_tiny_emodb
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Train and evaluate") :]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 3 + ["torchrun"]
+    root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
+    cache = ["--quiet", "--cache-dir", str(tmp_path / "cache")]
+    for line in lines:
+        line = line.replace("../shared/data/emodb", str(root))
+        argv = shlex.split(line.replace("runs/", f"{tmp_path}/runs/"))
+        command = argv[argv.index("-m") + 2] if argv[0] == "torchrun" else argv[1]
+        short = {
+            "train": ["--epochs", "1", "--clip-seconds", "0.5"],
+            "cv": ["--epochs", "1", "--clip-seconds", "0.5", "--folds", "0"],
+            "evaluate": [],
+        }[command]
+        if argv[0] == "torchrun":
+            runner = [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
+        else:
+            runner = [sys.executable, "-m", "emohrnet_fast", *argv[1:]]
+        result = subprocess.run(
+            [*runner, *short, *cache], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
+    assert (tmp_path / "runs" / "hr-small" / "report" / "confusion.png").exists()
+    assert (tmp_path / "runs" / "loso-hr-small" / "summary.md").exists()
+    assert (tmp_path / "runs" / "ddp" / "checkpoints").is_dir()
