@@ -267,6 +267,17 @@ class _Trainer:
         optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
         self.total_steps = self.steps_per_epoch * config.epochs
+        # The module the steps call; wrappers share self.model's parameters and buffers.
+        forward = self.model
+        if device.type == "cuda":
+            forward = forward.to(memory_format=torch.channels_last)
+        if config.compile:
+            forward = torch.compile(forward)
+        if env.active:
+            forward = nn.parallel.DistributedDataParallel(
+                forward, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.forward = forward
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.best_epoch: int | None = None
@@ -278,16 +289,6 @@ class _Trainer:
         start = self._restore(resume)
         if start == 0 and config.normalize:
             self._fit_input_norm()
-        forward = self.model
-        if self.device.type == "cuda":
-            forward = forward.to(memory_format=torch.channels_last)
-        if config.compile:
-            forward = torch.compile(forward)
-        if self.env.active:
-            forward = nn.parallel.DistributedDataParallel(
-                forward, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        self.forward = forward
         if self.run is not None and self.env.main:
             self.run.mkdir(parents=True, exist_ok=True)
             _atomic_write(
