@@ -54,7 +54,7 @@ def test_ours(timer, device, batch, n_fft, hop, n_mels):
 def test_eager_reference(timer, device, batch, n_fft, hop, n_mels):
     config, x, name, audio = _workload(batch, n_fft, hop, n_mels, device)
     timer(
-        lambda: reference.log_mel(x, config),
+        lambda: reference.log_mel(x, config, check=False),
         workload=name,
         impl="torch.stft + matmul + dB (eager)",
         audio_seconds=audio,
@@ -121,7 +121,7 @@ def test_torchaudio(timer, device, batch, n_fft, hop, n_mels):
 @pytest.mark.parametrize("batch,n_fft,hop,n_mels", WORKLOADS)
 def test_compiled_reference(timer, device, batch, n_fft, hop, n_mels):
     config, x, name, audio = _workload(batch, n_fft, hop, n_mels, device)
-    compiled = torch.compile(lambda w: reference.log_mel(w, config))
+    compiled = torch.compile(lambda w: reference.log_mel(w, config, check=False))
     compiled(x)
     timer(
         lambda: compiled(x),

@@ -133,9 +133,9 @@ def _features_and_masks(device: str):
         return features, "DataLoader + torchaudio + eager fuse"
 
     def features(wave):
-        x = reference.log_mel(wave, model_frontend)
+        x = reference.log_mel(wave, model_frontend, check=False)
         masks = policy.draw(x.shape[0], x.shape[-2], x.shape[-1], device)
-        return reference.spec_augment(x, masks).unsqueeze(1)
+        return reference.spec_augment(x, masks, check=False).unsqueeze(1)
 
     return features, "DataLoader + torch.stft/matmul + eager masks + eager fuse"
 

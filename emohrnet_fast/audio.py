@@ -11,6 +11,7 @@ import beside our CPU torch; see DESIGN.md), and its C core processes all channe
 from __future__ import annotations
 
 import math
+import os
 import struct
 from pathlib import Path
 from typing import Literal
@@ -59,16 +60,24 @@ def load(
         ``(channels, time)`` or, with ``mono=True``, ``(time,)``; ``sample_rate`` in Hz.
 
     Raises:
-        FileNotFoundError: ``path`` is not a file.
-        AudioDecodeError: undecodable, truncated (a WAV holding fewer bytes than its header
-            declares), zero-length or non-finite audio.
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+        FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder.
+        AudioDecodeError: undecodable (an empty file included), truncated (a WAV holding fewer
+            bytes than its header declares), zero-length or non-finite audio.
         ValueError: ``sample_rate`` is not a positive integer.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if sample_rate is not None:
         _check_rate("sample_rate", sample_rate)
+    if path.is_dir():
+        raise IsADirectoryError(f"path={str(path)!r}: a folder, not an audio file")
     if not path.is_file():
         raise FileNotFoundError(f"path={str(path)!r}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"path={str(path)!r}: cannot decode (an empty file)", "undecodable")
     try:
         data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError) as error:
@@ -108,16 +117,26 @@ def resample(
         ``(..., round(time * new / orig))`` on ``waveform``'s device and dtype (float16 and
         bfloat16 are computed in float32). Equal rates return ``waveform`` itself.
 
+    NaN or Inf anywhere in a waveform spread through the filter: that waveform's output is
+    all NaN. Not differentiable: the result never requires grad.
+
     Raises:
-        ValueError: a rate that is not a positive integer, an unknown ``quality``, or a
-            non-floating ``waveform``.
+        TypeError: ``waveform`` is not a tensor.
+        ValueError: a rate that is not a positive integer, an unknown ``quality``, a
+            non-floating or 0-d ``waveform``, or a ``meta`` one (it holds no samples).
     """
     _check_rate("orig_sample_rate", orig_sample_rate)
     _check_rate("new_sample_rate", new_sample_rate)
     if quality not in ("VHQ", "HQ", "MQ", "LQ", "QQ"):
         raise ValueError(f"quality={quality!r}: expected 'VHQ', 'HQ', 'MQ', 'LQ' or 'QQ'")
+    if not isinstance(waveform, Tensor):
+        raise TypeError(f"waveform: expected a torch.Tensor, got {type(waveform).__name__}")
     if not waveform.is_floating_point():
         raise ValueError(f"waveform: expected a floating tensor, got {waveform.dtype}")
+    if waveform.dim() == 0:
+        raise ValueError("waveform: expected shape (..., time), got a 0-d tensor")
+    if waveform.is_meta:
+        raise ValueError("waveform: a meta tensor holds no samples to resample")
     if orig_sample_rate == new_sample_rate:
         return waveform
     compute = torch.float64 if waveform.dtype == torch.float64 else torch.float32

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from emohrnet_fast.config import SpecAugmentConfig
+from emohrnet_fast.ops._checks import check_device_supported
 from emohrnet_fast.ops.spec_augment import MaskParams, spec_augment
 
 _DEFAULT = SpecAugmentConfig()
@@ -78,6 +79,14 @@ class SpecAugment(nn.Module):
     ) -> MaskParams:
         """Draw the masks of a ``(batch, [C,] features, frames)`` batch on ``device`` with
         torch's generator (or ``generator``); ``mask_value="mean"`` needs the features."""
+        for name, value in (("batch", batch), ("features", features), ("frames", frames)):
+            # SymInt: sizes of features traced with dynamic shapes by torch.compile.
+            if isinstance(value, bool) or not isinstance(value, int | torch.SymInt) or value < 0:
+                raise ValueError(f"SpecAugment.draw {name}={value!r}: expected an integer >= 0")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+            )
         device = torch.device(device)
 
         def ranges(count: int, axis: int, max_width: int) -> Tensor:
@@ -106,11 +115,22 @@ class SpecAugment(nn.Module):
     def forward(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``features (B, [C,] F, T)`` float32 -> masked copy in training mode, ``features``
         itself in eval mode."""
+        if not isinstance(features, Tensor):
+            raise TypeError(
+                f"SpecAugment: expected a features tensor, got {type(features).__name__}"
+            )
         if not self.training or (self.freq_masks == 0 and self.time_masks == 0):
             return features
         if features.dim() < 3:
             raise ValueError(
                 f"SpecAugment: expected (B, [C,] F, T) features, got {tuple(features.shape)}"
+            )
+        if features.dtype != torch.float32:
+            raise TypeError(f"SpecAugment: expected float32 features, got {features.dtype}")
+        check_device_supported("SpecAugment features", features)
+        if features.numel() == 0:
+            raise ValueError(
+                f"SpecAugment: expected non-empty features, got shape {tuple(features.shape)}"
             )
         masks = self.draw(
             features.shape[0],

@@ -14,6 +14,8 @@ MelNorm = Literal["slaney"] | None
 FeatureOutput = Literal["power", "log", "db"]
 
 MAX_N_FFT = 8192
+# Each FFT bin lies inside at most two Mel triangles: no allowed n_fft has more non-empty bands.
+MAX_N_MELS = 2 * (MAX_N_FFT // 2 + 1)
 _C_INT_MAX = 2**31 - 1  # sizes the compiled core takes as C ints
 
 
@@ -130,14 +132,10 @@ def _validate(c: FrontEndConfig) -> None:
         fail("f_max", f"None or in (0, sample_rate / 2 = {nyquist:g}] Hz")
     if not (_is_real(c.f_min) and 0 <= c.f_min < c.resolved_f_max):
         fail("f_min", f"in [0, f_max = {c.resolved_f_max:g}) Hz")
-    # Each FFT bin lies inside at most two triangles, so more bands than 2 * n_freqs always
-    # leave some empty; the bound also keeps a huge n_mels from building a huge filterbank.
-    if c.n_mels is not None and (not _is_int(c.n_mels) or not 1 <= c.n_mels <= 2 * c.n_freqs):
-        fail(
-            "n_mels",
-            f"None (linear spectrogram) or an integer >= 1 and <= 2 * (n_fft // 2 + 1) = "
-            f"{2 * c.n_freqs} (each FFT bin feeds at most two bands)",
-        )
+    # The bound keeps a huge n_mels from building a huge filterbank before the empty-band check
+    # (which explains any n_mels too large for this n_fft).
+    if c.n_mels is not None and (not _is_int(c.n_mels) or not 1 <= c.n_mels <= MAX_N_MELS):
+        fail("n_mels", f"None (linear spectrogram) or an integer from 1 to {MAX_N_MELS}")
     if isinstance(c.power, bool) or c.power not in (1.0, 2.0):
         fail("power", "1.0 (magnitude) or 2.0 (power)")
     if c.norm not in (None, "slaney"):

@@ -48,8 +48,7 @@ class Report:
     ) -> Report:
         """Metrics of integer predictions ``y_pred`` against ``y_true`` (both ``(N,)``, values in
         ``[0, len(labels))``)."""
-        true = torch.as_tensor(y_true, dtype=torch.long).flatten().cpu()
-        pred = torch.as_tensor(y_pred, dtype=torch.long).flatten().cpu()
+        true, pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
         k = len(labels)
         if k < 2:
             raise ValueError(f"labels: expected at least 2 classes, got {list(labels)}")
@@ -160,6 +159,21 @@ class Report:
         fig.savefig(buffer, format="png")
         plt.close(fig)
         return buffer.getvalue()
+
+
+def _class_indices(name: str, values: Sequence[int] | Tensor) -> Tensor:
+    """``(N,)`` int64 on the CPU, or a ValueError naming ``name`` (floats are not truncated)."""
+    t = values if isinstance(values, Tensor) else torch.as_tensor(values)
+    if t.device.type == "meta":
+        raise ValueError(f"{name}: a meta tensor holds no values")
+    if t.dim() != 1:
+        raise ValueError(
+            f"{name}: expected (N,) class indices, got shape {tuple(t.shape)} "
+            "(for logits pass logits.argmax(dim=1))"
+        )
+    if t.numel() and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool):
+        raise ValueError(f"{name}: expected integer class indices, got {t.dtype}")
+    return t.cpu().long()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

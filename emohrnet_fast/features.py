@@ -21,6 +21,11 @@ class FrontEnd(nn.Module):
     def __init__(self, config: FrontEndConfig | None = None, **overrides) -> None:
         super().__init__()
         config = FrontEndConfig() if config is None else config
+        if not isinstance(config, FrontEndConfig):
+            raise TypeError(
+                f"{type(self).__name__} config: expected FrontEndConfig or None, got "
+                f"{type(config).__name__} (pass single fields as keyword arguments)"
+            )
         self.config = config.replace(**overrides) if overrides else config
         for name, table in zip(FrontEndTables._fields, build_tables(self.config), strict=False):
             self.register_buffer(name, table, persistent=False)
@@ -58,6 +63,11 @@ class Spectrogram(FrontEnd):
 
     def __init__(self, config: FrontEndConfig | None = None, **overrides) -> None:
         super().__init__(config, **{**overrides, "n_mels": None})
+        if self.config.n_mfcc is not None:
+            raise ValueError(
+                "Spectrogram needs n_mfcc=None (for cepstra use MFCC, or FrontEnd(n_mels=None, "
+                f"n_mfcc=...) for linear-frequency ones), got n_mfcc={self.config.n_mfcc}"
+            )
 
 
 class MFCC(FrontEnd):
@@ -67,6 +77,11 @@ class MFCC(FrontEnd):
 
     def __init__(self, n_mfcc: int = 40, config: FrontEndConfig | None = None, **overrides) -> None:
         super().__init__(config, **{**overrides, "n_mfcc": n_mfcc})
+        if self.config.n_mels is None:
+            raise ValueError(
+                "MFCC needs n_mels set (a DCT of linear bins is not an MFCC; use "
+                "FrontEnd(n_mels=None, n_mfcc=...) for linear-frequency cepstra)"
+            )
 
 
 __all__ = ["MFCC", "FrontEnd", "LogMel", "Spectrogram"]

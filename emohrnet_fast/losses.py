@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class CenterLoss(nn.Module):
@@ -24,18 +30,38 @@ class CenterLoss(nn.Module):
 
     def __init__(self, num_classes: int, dim: int, alpha: float = 0.5) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"CenterLoss num_classes={num_classes}: expected >= 2")
-        if dim < 1:
-            raise ValueError(f"CenterLoss dim={dim}: expected >= 1")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"CenterLoss alpha={alpha}: expected a rate in (0, 1]")
+        if not _is_int(num_classes) or num_classes < 2:
+            raise ValueError(f"CenterLoss num_classes={num_classes!r}: expected >= 2")
+        if not _is_int(dim) or dim < 1:
+            raise ValueError(f"CenterLoss dim={dim!r}: expected >= 1")
+        if not (isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)) or not (
+            0.0 < alpha <= 1.0
+        ):
+            raise ValueError(f"CenterLoss alpha={alpha!r}: expected a rate in (0, 1]")
         self.alpha = alpha
         self.register_buffer("centers", torch.zeros(num_classes, dim))
 
     def forward(self, embedding: Tensor, labels: Tensor) -> Tensor:
-        """``embedding (B, dim)`` float, ``labels (B,)`` int64 in ``[0, num_classes)`` -> scalar."""
-        dim = self.centers.shape[1]
+        """``embedding (B, dim)`` float, ``labels (B,)`` int64 in ``[0, num_classes)`` -> scalar.
+
+        Inputs must be on the centers' device (move the loss with ``.to(device)``). The label
+        range is checked in eager mode: that reads two numbers on the host (a sync on CUDA; the
+        training update's ``bincount`` syncs anyway); under ``torch.compile`` it is skipped.
+        NaN or Inf in ``embedding`` propagate to the loss and, in training mode, to the centers
+        of the classes present. An empty batch gives NaN (the mean over no examples, as
+        ``F.cross_entropy``) and leaves the centers unchanged.
+        """
+        num_classes, dim = self.centers.shape
+        for name, value in (("embedding", embedding), ("labels", labels)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+            if value.device != self.centers.device:
+                raise ValueError(
+                    f"{name} is on {value.device} but the centers are on "
+                    f"{self.centers.device}; move the loss with .to(device)"
+                )
+        if not embedding.is_floating_point():
+            raise TypeError(f"embedding: expected a floating-point tensor, got {embedding.dtype}")
         if embedding.dim() != 2 or embedding.shape[1] != dim:
             raise ValueError(f"embedding: expected (B, {dim}), got {tuple(embedding.shape)}")
         if labels.shape != embedding.shape[:1] or labels.dtype != torch.long:
@@ -43,6 +69,13 @@ class CenterLoss(nn.Module):
                 f"labels: expected ({embedding.shape[0]},) int64, got "
                 f"{tuple(labels.shape)} {labels.dtype}"
             )
+        if labels.numel() and not torch.compiler.is_compiling():
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= num_classes:
+                # Negative labels would otherwise index centers from the end, silently.
+                raise ValueError(
+                    f"labels: expected class indices in [0, {num_classes}), got [{low}, {high}]"
+                )
         centers = self.centers.to(embedding.dtype)[labels]
         loss = 0.5 * (embedding - centers).pow(2).sum(dim=1).mean()
         if self.training:

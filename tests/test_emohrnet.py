@@ -141,7 +141,11 @@ def test_architecture_matches_timm_hrnet_w18():
         ours = models.create("emohrnet_w18", num_classes=4, fuse=fuse).eval()
         state = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier")}
         missing, unexpected = ours.load_state_dict(state, strict=False)
-        assert not unexpected and {k.split(".")[0] for k in missing} == {"input_norm", "hidden", "classifier"}
+        assert not unexpected and {k.split(".")[0] for k in missing} == {
+            "input_norm",
+            "hidden",
+            "classifier",
+        }
         ours_by_fuse[fuse] = ours
     timm_backbone = sum(
         p.numel() for n, p in reference.named_parameters() if not n.startswith("classifier")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -73,9 +74,9 @@ def load_corpus(
         waveforms (utterance ``i`` is ``corpus.waveforms[i]``).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the known ones) or a bad
-            ``sample_rate``.
-        TypeError: an option this corpus does not take.
+        ValueError: unknown ``name`` (the message lists the known ones), a bad
+            ``sample_rate`` or ``workers``.
+        TypeError: an option this corpus does not take, or a ``root`` that is not a path.
         FileNotFoundError: ``root`` does not exist.
         CorpusLayoutError: ``root`` is not this corpus (the message says what was expected).
     """
@@ -83,6 +84,12 @@ def load_corpus(
         raise ValueError(f"name={name!r}: unknown corpus; known: {', '.join(_READERS)}")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers={workers!r}: expected None or an integer >= 1")
+    if not isinstance(root, str | os.PathLike):
+        raise TypeError(f"root: expected a str or os.PathLike, got {type(root).__name__}")
     reader = _READERS[name]
     accepted = list(inspect.signature(reader.scan).parameters)[1:]
     unknown = sorted(set(options) - set(accepted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -54,13 +55,22 @@ def splits(
         The folds; every utterance is in exactly one fold's ``test``.
 
     Raises:
-        ValueError: unknown ``protocol``; too few speakers, sessions or utterances for it;
-            utterances without a speaker id in a speaker-independent protocol.
+        TypeError: ``corpus`` is not a :class:`Corpus`.
+        ValueError: unknown ``protocol``; a bad ``k`` or ``seed``; too few speakers, sessions
+            or utterances for it; utterances without a speaker id in a speaker-independent
+            protocol.
     """
+    if not isinstance(corpus, Corpus):
+        raise TypeError(
+            f"corpus: expected a Corpus (from emohrnet_fast.data.load_corpus), got "
+            f"{type(corpus).__name__}"
+        )
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ValueError(f"k={k!r}: expected an integer >= 2")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed={seed!r}: expected an integer")
     if protocol == "random":
         return _random(corpus, k, seed)
     groups = _sessions(corpus) if protocol == "session" else _speakers(corpus)

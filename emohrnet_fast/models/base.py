@@ -54,11 +54,52 @@ class EmotionModel(nn.Module):
         self.input_norm = InputNorm()
 
 
-def as_image(features: Tensor, in_chans: int, min_size: int, model: str) -> Tensor:
+def check_config_types(config: Any, ints: tuple[str, ...], int_tuples: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the field unless ``config``'s ``ints`` are integers >= 1, its
+    ``int_tuples`` non-empty tuples of them, and its ``frontend`` a ``FrontEndConfig`` (else
+    the layers fail later with errors that name no field)."""
+    from emohrnet_fast.config import FrontEndConfig
+
+    def is_positive_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    name = type(config).__name__
+    for field in ints:
+        value = getattr(config, field)
+        if not is_positive_int(value):
+            raise ValueError(f"{name}.{field}={value!r}: expected an integer >= 1")
+    for field in int_tuples:
+        value = getattr(config, field)
+        if not (isinstance(value, tuple | list) and value and all(map(is_positive_int, value))):
+            raise ValueError(f"{name}.{field}={value!r}: expected a tuple of integers >= 1")
+    if not isinstance(config.frontend, FrontEndConfig):
+        raise ValueError(
+            f"{name}.frontend={config.frontend!r}: expected a FrontEndConfig "
+            "(emohrnet_fast.FrontEndConfig(...))"
+        )
+
+
+def as_image(
+    features: Tensor, in_chans: int, min_size: int, model: str, weight: Tensor | None = None
+) -> Tensor:
     """``(B, F, T)`` or ``(B, in_chans, F, T)`` float features -> ``(B, in_chans, F, T)``, with
-    errors that name what is wrong."""
+    errors that name what is wrong. ``weight`` (the first layer's) gives the device and dtype
+    the features must have (any dtype under autocast)."""
+    if not isinstance(features, Tensor):
+        raise TypeError(f"{model}: expected a features tensor, got {type(features).__name__}")
     if not features.is_floating_point():
         raise TypeError(f"{model}: expected floating-point features, got {features.dtype}")
+    if weight is not None:
+        if features.device != weight.device:
+            raise ValueError(
+                f"{model}: features are on {features.device} but the model is on "
+                f"{weight.device}; move one of them with .to(device)"
+            )
+        if features.dtype != weight.dtype and not torch.is_autocast_enabled(features.device.type):
+            raise TypeError(
+                f"{model}: features are {features.dtype} but the model's weights are "
+                f"{weight.dtype}; convert one of them (e.g. features.to({weight.dtype}))"
+            )
     if features.dim() == 3 and in_chans == 1:
         features = features.unsqueeze(1)
     if features.dim() != 4:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from emohrnet_fast.config import FrontEndConfig
-from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image
+from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image, check_config_types
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,7 @@ class CenterLossCNNConfig:
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)  # features it expects
 
     def __post_init__(self) -> None:
-        if not self.channels or any(c < 1 for c in self.channels):
-            raise ValueError(f"CenterLossCNNConfig.channels={self.channels}: expected widths >= 1")
-        if self.embedding_dim < 1:
-            raise ValueError(
-                f"CenterLossCNNConfig.embedding_dim={self.embedding_dim}: expected >= 1"
-            )
+        check_config_types(self, ints=("embedding_dim", "in_chans"), int_tuples=("channels",))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"CenterLossCNNConfig.dropout={self.dropout}: expected [0, 1)")
 
@@ -86,9 +81,9 @@ class CenterLossCNN(EmotionModel):
 
     def forward_features(self, features: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
         """Last encoder feature map ``(B, C, F / 16, T / 16)`` and the size before each pool."""
-        x = self.input_norm(
-            as_image(features, self.config.in_chans, self.min_size, "CenterLossCNN")
-        )
+        first_conv = self.encoder[0][0].weight  # the device and dtype features must have
+        x = as_image(features, self.config.in_chans, self.min_size, "CenterLossCNN", first_conv)
+        x = self.input_norm(x)
         sizes = []
         for block in self.encoder:
             x = block(x)

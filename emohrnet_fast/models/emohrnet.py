@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from emohrnet_fast.config import FrontEndConfig
-from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image
+from emohrnet_fast.models.base import EmotionModel, ModelOutput, as_image, check_config_types
 from emohrnet_fast.ops import hr_fuse, reference
 
 
@@ -63,8 +64,18 @@ class EmoHRNetConfig:
     def __post_init__(self) -> None:
         if self.fuse not in ("kernel", "reference"):
             raise ValueError(f"EmoHRNetConfig.fuse={self.fuse!r}: expected 'kernel' or 'reference'")
+        check_config_types(
+            self,
+            ints=("stem_width", "num_features", "hidden", "in_chans"),
+            int_tuples=("head_channels",),
+        )
         for name, want in (("stage1", 1), ("stage2", 2), ("stage3", 3), ("stage4", 4)):
             stage = getattr(self, name)
+            if not isinstance(stage, StageConfig):
+                raise ValueError(
+                    f"EmoHRNetConfig.{name}={stage!r}: expected a StageConfig(modules, blocks, "
+                    "channels)"
+                )
             if len(stage.channels) != want or len(stage.blocks) != want or stage.modules < 1:
                 raise ValueError(
                     f"EmoHRNetConfig.{name}={stage}: expected {want} branch(es) and >= 1 module"
@@ -185,7 +196,7 @@ class HighResolutionModule(nn.Module):
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
-        fuse_op = hr_fuse if self.fuse == "kernel" else reference.hr_fuse
+        fuse_op = hr_fuse if self.fuse == "kernel" else partial(reference.hr_fuse, check=False)
         out = []
         for i, row in enumerate(self.fuse_layers):
             same_res = [row[j](xs[j]) for j in range(i + 1)]
@@ -262,7 +273,8 @@ class EmoHRNet(EmotionModel):
     def forward_features(self, features: Tensor) -> Tensor:
         """Pooled pre-logit features ``(B, num_features)`` (timm's ``forward_head(...,
         pre_logits=True)``)."""
-        x = self.input_norm(as_image(features, self.config.in_chans, self.min_size, "EmoHRNet"))
+        x = as_image(features, self.config.in_chans, self.min_size, "EmoHRNet", self.conv1.weight)
+        x = self.input_norm(x)
         x = self.act(self.bn1(self.conv1(x)))
         x = self.act(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]

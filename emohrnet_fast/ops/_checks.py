@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from emohrnet_fast._extension import _C
+from emohrnet_fast.config import FrontEndConfig
 
 
 def check_tensor(name: str, value: object) -> Tensor:
@@ -51,3 +52,23 @@ def check_tensor_list(name: str, value: object, min_len: int, max_len: int) -> l
     if not min_len <= len(value) <= max_len:
         raise ValueError(f"{name}: expected {min_len} to {max_len} tensors, got {len(value)}")
     return [check_tensor(f"{name}[{i}]", item) for i, item in enumerate(value)]
+
+
+def check_config(config: object) -> FrontEndConfig:
+    """``config`` itself, or ``FrontEndConfig()`` for ``None``."""
+    if config is None:
+        return FrontEndConfig()
+    if not isinstance(config, FrontEndConfig):
+        raise TypeError(f"config: expected FrontEndConfig, got {type(config).__name__}")
+    return config
+
+
+def check_waveform(name: str, value: object) -> Tensor:
+    """A real floating tensor of shape ``(..., time)`` with at least one sample."""
+    waveform = check_tensor(name, value)
+    check_real_float(name, waveform)
+    if waveform.dim() == 0:
+        raise ValueError(f"{name}: expected shape (..., time), got a 0-d tensor")
+    if waveform.numel() == 0:
+        raise ValueError(f"{name}: expected at least one sample, got shape {tuple(waveform.shape)}")
+    return waveform

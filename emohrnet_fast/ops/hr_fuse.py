@@ -168,7 +168,11 @@ def _backward(ctx, grad):
 _hr_fuse_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _check_inputs(same_res: object, low_res: object) -> tuple[list[Tensor], list[Tensor]]:
+def check_inputs(
+    same_res: object, low_res: object, *, kernel: bool = True
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The inputs as lists, or an error naming the first bad one. ``kernel=False`` (for
+    :func:`emohrnet_fast.ops.reference.hr_fuse`) accepts any device PyTorch runs on."""
     same = check_tensor_list("same_res", same_res, 1, MAX_SAME_RES)
     low = check_tensor_list("low_res", low_res, 0, MAX_LOW_RES)
     named = [(f"same_res[{i}]", x) for i, x in enumerate(same)]
@@ -183,7 +187,8 @@ def _check_inputs(same_res: object, low_res: object) -> tuple[list[Tensor], list
                 f"{name}: expected float32, float16, bfloat16 or float64, got {x.dtype}"
             )
     ref = same[0]
-    check_device_supported("same_res[0]", ref)
+    if kernel:
+        check_device_supported("same_res[0]", ref)
     batch, channels, height, width = ref.shape
     if height == 0 or width == 0:
         raise ValueError(f"same_res[0]: expected H, W >= 1, got shape {tuple(ref.shape)}")
@@ -238,5 +243,5 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
 
     Supports: autograd, torch.compile (fullgraph).
     """
-    same, low = _check_inputs(same_res, low_res)
+    same, low = check_inputs(same_res, low_res)
     return _hr_fuse_op(same, low)

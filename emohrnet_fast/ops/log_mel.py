@@ -8,10 +8,11 @@ from torch import Tensor
 from emohrnet_fast._extension import _C
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.ops._checks import (
+    check_config,
     check_device_supported,
-    check_real_float,
     check_same_device,
     check_tensor,
+    check_waveform,
 )
 from emohrnet_fast.ops._launch import cuda_stream_context
 from emohrnet_fast.ops.mel import FrontEndTables, cached_tables
@@ -129,10 +130,31 @@ def op_arguments(config: FrontEndConfig) -> dict:
     )
 
 
+# Element types the kernels read each table as: a table of another dtype would be read as
+# garbage (integer offsets from float bits), so it is rejected, not converted.
+_TABLE_DTYPES = {
+    "window": torch.float32,
+    "twiddles": torch.float32,
+    "fb_weights": torch.float32,
+    "fb_offsets": torch.int32,
+    "fb_first_bin": torch.int32,
+    "dct": torch.float32,
+}
+
+
 def _check_tables(tables: FrontEndTables, config: FrontEndConfig, device: torch.device) -> None:
+    """Types, dtypes, devices and shapes of explicit ``tables``. Their values are trusted
+    (they come from :func:`~emohrnet_fast.ops.mel.build_tables`, e.g. as module buffers)."""
+    if not isinstance(tables, FrontEndTables):
+        raise TypeError(
+            f"tables: expected FrontEndTables (e.g. FrontEnd.tables()), got {type(tables).__name__}"
+        )
     hint = "; move the module with .to(device) or pass tables built for this device"
-    for name, table in zip(FrontEndTables._fields, tables, strict=False):
+    for name, table in zip(FrontEndTables._fields, tables, strict=True):
+        check_tensor(f"tables.{name}", table)
         check_same_device(f"tables.{name}", table, device, hint)
+        if table.dtype != _TABLE_DTYPES[name]:
+            raise TypeError(f"tables.{name}: expected {_TABLE_DTYPES[name]}, got {table.dtype}")
         if not table.is_contiguous():
             raise ValueError(f"tables.{name} must be contiguous")
     if tables.window.shape != (config.n_fft,) or tables.twiddles.shape != (config.n_fft, 2):
@@ -146,6 +168,20 @@ def _check_tables(tables: FrontEndTables, config: FrontEndConfig, device: torch.
             f"tables give {n_bands} bands / {n_out} outputs, config wants "
             f"{config.n_bands} / {config.n_features}"
         )
+    n_mels = config.n_mels or 0
+    expected = {
+        "fb_weights": None,  # (nnz,): its length is in the offsets
+        "fb_offsets": (n_mels + 1,) if n_mels else (0,),
+        "fb_first_bin": (n_mels,),
+        "dct": (config.n_bands, config.n_mfcc) if config.n_mfcc is not None else (0,),
+    }
+    for name, shape in expected.items():
+        table = getattr(tables, name)
+        if (shape is None and table.dim() != 1) or (shape is not None and table.shape != shape):
+            want = "(nnz,)" if shape is None else str(shape)
+            raise ValueError(
+                f"tables.{name}: expected shape {want} for this config, got {tuple(table.shape)}"
+            )
 
 
 def log_mel(
@@ -167,10 +203,13 @@ def log_mel(
         waveform: ``(..., time)`` real floating tensor on CPU or CUDA, ``time >= 1``. float32
             is used as is; float64 / float16 / bfloat16 are converted to float32 (the kernels
             compute in float32) and the result is float32. Non-contiguous or expanded inputs
-            are copied to a contiguous float32 buffer. NaN/Inf propagate to the frames whose
-            window touches them (and, for Inf with ``top_db``, to the example's floor); they
-            never crash. Waveforms of at most ``n_fft // 2`` samples, where torch.stft's
-            reflect padding fails, are padded by repeated reflection (``numpy.pad`` 'reflect').
+            are copied to a contiguous float32 buffer. A NaN or Inf sample makes every value
+            of the frames whose window touches it NaN (the transform meets inf - inf), and
+            those frames stay out of the ``top_db`` floor; nothing crashes. Finite samples so
+            large that the power overflows float32 (beyond ~1e17) give ``+inf`` bands, and
+            the example's ``top_db`` floor follows them to ``+inf``. Waveforms of at most
+            ``n_fft // 2`` samples, where torch.stft's reflect padding fails, are padded by
+            repeated reflection (``numpy.pad`` 'reflect').
         config: the front-end settings; ``None`` means ``FrontEndConfig()``.
         tables: precomputed constants (``FrontEnd`` module buffers); by default they are built
             once per (config, device) and cached.
@@ -186,18 +225,9 @@ def log_mel(
     Supports: torch.compile (fullgraph). Not differentiable: for gradients with respect to
     the waveform use :func:`emohrnet_fast.ops.reference.log_mel`.
     """
-    config = FrontEndConfig() if config is None else config
-    if not isinstance(config, FrontEndConfig):
-        raise TypeError(f"config: expected FrontEndConfig, got {type(config).__name__}")
-    waveform = check_tensor("waveform", waveform)
-    check_real_float("waveform", waveform)
+    config = check_config(config)
+    waveform = check_waveform("waveform", waveform)
     check_device_supported("waveform", waveform)
-    if waveform.dim() == 0:
-        raise ValueError("waveform: expected shape (..., time), got a 0-d tensor")
-    if waveform.numel() == 0:
-        raise ValueError(
-            f"waveform: expected at least one sample, got shape {tuple(waveform.shape)}"
-        )
     if waveform.requires_grad:
         raise RuntimeError(
             "log_mel is not differentiable; use emohrnet_fast.ops.reference.log_mel for "

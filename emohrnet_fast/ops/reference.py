@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 
 from emohrnet_fast.config import FrontEndConfig
+from emohrnet_fast.ops._checks import check_config, check_tensor, check_waveform
+from emohrnet_fast.ops.hr_fuse import check_inputs as check_hr_fuse_inputs
 from emohrnet_fast.ops.mel import dct_matrix, mel_filterbank, stft_window
 from emohrnet_fast.ops.spec_augment import MaskParams
 
@@ -31,13 +33,28 @@ def reflect_pad(x: Tensor, pad: int) -> Tensor:
 
 
 def log_mel(
-    waveform: Tensor, config: FrontEndConfig | None = None, dtype: torch.dtype = torch.float32
+    waveform: Tensor,
+    config: FrontEndConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    *,
+    check: bool = True,
 ) -> Tensor:
     """Reference of :func:`emohrnet_fast.ops.log_mel`: same signature, shapes and conventions.
 
     ``waveform (..., time)`` float -> ``(..., n_features, frames)`` in ``dtype`` (float32 like
-    the kernel; float64 gives an oracle for accuracy tests). Differentiable.
+    the kernel; float64 gives an oracle for accuracy tests). Differentiable. Inputs are checked
+    as the kernel checks them (same errors), except that any device PyTorch runs on is fine
+    (``meta`` included, for shapes). Two documented differences on non-finite values: where
+    the power overflows ``dtype`` (float32: samples beyond ~1e17) the dense filterbank product
+    meets ``inf * 0`` and gives NaN in every band of the frame, where the kernel's sparse one
+    gives ``+inf`` (use ``dtype=torch.float64`` for such inputs); and without a filterbank
+    (``n_mels=None``) an Inf sample gives ``+inf`` frames (torch.stft), where the kernel's are
+    NaN, so there the ``top_db`` floor becomes ``+inf`` too. ``check=False`` skips the input
+    checks, as a user's own eager code would (the benchmarks' baselines use it).
     """
+    if check:
+        config = check_config(config)
+        waveform = check_waveform("waveform", waveform)
     config = FrontEndConfig() if config is None else config
     lead, length = waveform.shape[:-1], waveform.shape[-1]
     x = waveform.reshape(-1, length).to(dtype)
@@ -69,9 +86,22 @@ def log_mel(
     return bands.reshape(*lead, *bands.shape[1:])
 
 
-def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
+def spec_augment(spec: Tensor, masks: MaskParams, *, check: bool = True) -> Tensor:
     """Reference of :func:`emohrnet_fast.ops.spec_augment`: ``torch.where`` over a dense
-    boolean mask built by broadcasting the ranges. Differentiable."""
+    boolean mask built by broadcasting the ranges. Differentiable.
+
+    Checked as the kernel checks its inputs, except that any real floating dtype, any device
+    PyTorch runs on and empty features are fine; ``check=False`` skips the checks (benchmark
+    baselines)."""
+    if check:
+        spec = check_tensor("spec", spec)
+        if not spec.is_floating_point():
+            raise TypeError(f"spec: expected real floating-point features, got {spec.dtype}")
+        if spec.dim() < 3:
+            raise ValueError(f"spec: expected shape (B, [C,] F, T), got {tuple(spec.shape)}")
+        if not isinstance(masks, MaskParams):
+            raise TypeError(f"masks: expected MaskParams, got {type(masks).__name__}")
+        masks.validate(spec.shape[0], spec.device)
     batch, features, frames = spec.shape[0], spec.shape[-2], spec.shape[-1]
 
     def covered(ranges: Tensor, size: int) -> Tensor:  # (B, n, 2) -> (B, size)
@@ -86,12 +116,17 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
     return torch.where(mask, values, spec)
 
 
-def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
+def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor], *, check: bool = True) -> Tensor:
     """Reference of :func:`emohrnet_fast.ops.hr_fuse`: the HRNet fuse as eager PyTorch.
 
     ``relu(sum(same_res) + sum(F.interpolate(x, size=(H, W), mode="nearest") for x in
-    low_res))`` with ``(H, W)`` the size of ``same_res[0]``. Differentiable.
+    low_res))`` with ``(H, W)`` the size of ``same_res[0]``. Differentiable. Inputs are checked
+    as the kernel checks them (same errors), except that any device PyTorch runs on is fine;
+    ``check=False`` skips the checks (the model's ``fuse="reference"`` path and benchmark
+    baselines, which should cost what a user's own eager code costs).
     """
+    if check:
+        same_res, low_res = check_hr_fuse_inputs(same_res, low_res, kernel=False)
     size = tuple(same_res[0].shape[-2:])
     upsampled = (torch.nn.functional.interpolate(x, size=size, mode="nearest") for x in low_res)
     return torch.relu(sum(same_res) + sum(upsampled))
