@@ -45,8 +45,9 @@ class CenterLoss(nn.Module):
         """``embedding (B, dim)`` float, ``labels (B,)`` int64 in ``[0, num_classes)`` -> scalar.
 
         Inputs must be on the centers' device (move the loss with ``.to(device)``). The label
-        range is checked in eager mode: that reads two numbers on the host (a sync on CUDA; the
-        training update's ``bincount`` syncs anyway); under ``torch.compile`` it is skipped.
+        range is checked in eager mode: on the CPU with a ``ValueError``; on CUDA with a
+        device-side assertion (no host sync, so a bad label surfaces as a CUDA error at the
+        next synchronisation); under ``torch.compile`` it is skipped.
         NaN or Inf in ``embedding`` propagate to the loss and, in training mode, to the centers
         of the classes present. An empty batch gives NaN (the mean over no examples, as
         ``F.cross_entropy``) and leaves the centers unchanged.
@@ -70,12 +71,15 @@ class CenterLoss(nn.Module):
                 f"{tuple(labels.shape)} {labels.dtype}"
             )
         if labels.numel() and not torch.compiler.is_compiling():
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= num_classes:
-                # Negative labels would otherwise index centers from the end, silently.
-                raise ValueError(
-                    f"labels: expected class indices in [0, {num_classes}), got [{low}, {high}]"
-                )
+            # Negative labels would otherwise index centers from the end, silently.
+            if labels.is_cuda:  # checked on the device: a training step never waits on it
+                torch._assert_async(((labels >= 0) & (labels < num_classes)).all())
+            else:
+                low, high = int(labels.min()), int(labels.max())
+                if low < 0 or high >= num_classes:
+                    raise ValueError(
+                        f"labels: expected class indices in [0, {num_classes}), got [{low}, {high}]"
+                    )
         centers = self.centers.to(embedding.dtype)[labels]
         loss = 0.5 * (embedding - centers).pow(2).sum(dim=1).mean()
         if self.training:
@@ -85,7 +89,10 @@ class CenterLoss(nn.Module):
     @torch.no_grad()
     def _update(self, embedding: Tensor, labels: Tensor) -> None:
         num_classes = self.centers.shape[0]
-        counts = torch.bincount(labels, minlength=num_classes).to(embedding.dtype)
+        # index_add_ rather than bincount: bincount reads the largest label on the host.
+        counts = embedding.new_zeros(num_classes).index_add_(
+            0, labels, embedding.new_ones(labels.shape)
+        )
         sums = torch.zeros_like(self.centers).index_add_(0, labels, embedding)
         # sum_i (c_j - x_i) = n_j c_j - sum_i x_i
         delta = (counts[:, None] * self.centers - sums) / (1.0 + counts[:, None])
