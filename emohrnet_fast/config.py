@@ -226,7 +226,9 @@ class TrainConfig:
     model_overrides: dict = dataclasses.field(default_factory=dict)  # model config fields
     frontend: FrontEndConfig | None = None  # None: the model preset's default_frontend
     clip_seconds: float = 2.0  # training crops (random) and validation crops (centred), s
-    spec_augment: SpecAugmentConfig | None = dataclasses.field(default_factory=SpecAugmentConfig)
+    # "auto": SpecAugmentConfig() for models whose paper trains with it (EmoHRNet), None for
+    # the others (the center-loss CNN; frequency masks also make little sense on MFCCs).
+    spec_augment: SpecAugmentConfig | Literal["auto"] | None = "auto"
     normalize: bool = True  # standardise features with the training set's mean and std
     optimizer: Optimizer = "adam"  # "adam" (the papers) or "adamw" (decoupled weight decay)
     lr: float = 1e-3  # peak learning rate
@@ -290,8 +292,8 @@ def _validate_train(c: TrainConfig) -> None:
         fail("model_overrides", "a dict of model config fields")
     if c.frontend is not None and not isinstance(c.frontend, FrontEndConfig):
         fail("frontend", "None or a FrontEndConfig")
-    if c.spec_augment is not None and not isinstance(c.spec_augment, SpecAugmentConfig):
-        fail("spec_augment", "None or a SpecAugmentConfig")
+    if c.spec_augment not in (None, "auto") and not isinstance(c.spec_augment, SpecAugmentConfig):
+        fail("spec_augment", "'auto', None or a SpecAugmentConfig")
     if not (isinstance(c.clip_seconds, int | float) and 0 < c.clip_seconds <= 600):
         fail("clip_seconds", "a duration in (0, 600] seconds")
     if c.optimizer not in ("adam", "adamw"):

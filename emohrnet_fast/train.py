@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from emohrnet_fast import checkpoint
 from emohrnet_fast._info import cuda_usable
 from emohrnet_fast.augment import SpecAugment
-from emohrnet_fast.config import TrainConfig
+from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.evaluate import Report, _atomic_write, dataset_logits
 from emohrnet_fast.features import FrontEnd
@@ -242,7 +242,10 @@ class _Trainer:
         self.clip = max(1, round(config.clip_seconds * frontend_config.sample_rate))
         self.frames = frontend_config.num_frames(self.clip)
         self.n_features = frontend_config.n_features
-        self.augment = SpecAugment.from_config(config.spec_augment) if config.spec_augment else None
+        policy = config.spec_augment
+        if policy == "auto":
+            policy = SpecAugmentConfig() if model.uses_spec_augment else None
+        self.augment = SpecAugment.from_config(policy) if policy is not None else None
 
         # This rank's shard of the training data, resident on the device. Every rank gets the
         # same count (wrapping around) so all take the same number of steps.

@@ -42,6 +42,7 @@ class EmotionModel(nn.Module):
     normalisation (``input_norm``) and, once trained, the class names (``labels``)."""
 
     uses_center_loss = False  # training adds the center loss on ``embedding`` when True
+    uses_spec_augment = False  # TrainConfig(spec_augment="auto") masks its features when True
 
     def __init__(self, config: Any, num_classes: int) -> None:
         super().__init__()

@@ -210,6 +210,7 @@ class EmoHRNet(EmotionModel):
     no reconstruction). See the module docstring for the architecture."""
 
     min_size = 32  # the lowest branch is 32x smaller than the input on both axes
+    uses_spec_augment = True  # the paper trains with SpecAugment
 
     def __init__(self, config: EmoHRNetConfig, num_classes: int) -> None:
         super().__init__(config, num_classes)
