@@ -294,3 +294,29 @@ def test_progress_bar_and_summary_lines(corpus, capsys):
     ef.train(TINY.replace(epochs=1), corpus, progress=True)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "clips/s" in err
+
+
+@pytest.mark.parametrize(
+    ("model", "policy", "expected"),
+    [
+        ("centerloss_cnn_mfcc", "auto", None),  # the center-loss paper trains without it
+        ("emohrnet_small", "auto", ef.SpecAugmentConfig()),  # EmoHRNet's paper uses it
+        ("emohrnet_small", None, None),
+        ("centerloss_cnn_mfcc", ef.SpecAugmentConfig(freq_masks=1), ef.SpecAugmentConfig(1)),
+    ],
+)
+def test_spec_augment_policy(corpus, model, policy, expected):
+    config = TINY.replace(model=model, model_overrides={}, spec_augment=policy)
+    env = train_module._Distributed()
+    trainer = train_module._Trainer(
+        config, corpus, None, corpus.labels, torch.device("cpu"), env, run=None
+    )
+    if expected is None:
+        assert trainer.augment is None
+    else:
+        augment = trainer.augment
+        assert (augment.freq_masks, augment.freq_width, augment.time_masks) == (
+            expected.freq_masks,
+            expected.freq_width,
+            expected.time_masks,
+        )
