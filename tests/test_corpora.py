@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import corpus_fixtures as fx
 import pytest
@@ -361,6 +365,48 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
         assert again.cache_status.startswith("rebuilt: corrupt")
         assert torch.equal(again.waveforms.data, first.waveforms.data)
     assert _load("emodb", root, tmp_path).cache_status == "hit"
+
+
+KILL_DURING_CACHE_WRITE = """
+import sys, time, torch
+sys.path.insert(0, {tests!r})
+from emohrnet_fast.data import load_corpus
+
+def half_then_hang(obj, f, *args, **kwargs):  # write part of the file, then get killed
+    f.write(b"x" * 4096)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+torch.save = half_then_hang
+load_corpus("emodb", {root!r}, cache_dir={cache!r}, progress=False)
+"""
+
+
+def test_kill_9_while_writing_the_cache(tmp_path):
+    root = fx.emodb(tmp_path / "emodb")
+    cache = tmp_path / "cache"
+    script = KILL_DURING_CACHE_WRITE.format(
+        tests=str(Path(__file__).parent), root=str(root), cache=str(cache)
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    (leftover,) = cache.glob("*.tmp")  # the killed writer's temp file, never read
+    assert not list(cache.glob("emodb-*.pt"))
+    first = _load("emodb", root, tmp_path)  # the rerun decodes and finishes
+    assert first.cache_status == "miss" and len(first.waveforms) == 14
+    assert _load("emodb", root, tmp_path).cache_status == "hit"
+    # Leftovers older than the stale limit are swept by the next write.
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    (cache_file,) = cache.glob("emodb-*.pt")
+    cache_file.unlink()
+    _load("emodb", root, tmp_path)
+    assert not list(cache.glob("*.tmp"))
 
 
 def test_cache_location_from_environment(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -420,6 +421,7 @@ def _write_cache(file: Path, key: str, paths: list[Path], decoded: dict) -> None
         "failed": {str(p): decoded[p] for p in paths if not isinstance(decoded[p], Tensor)},
     }
     file.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(file)
     # Temp file in the same folder + os.replace: readers see the old file or the new, never half.
     handle, temp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
     try:
@@ -431,3 +433,17 @@ def _write_cache(file: Path, key: str, paths: list[Path], decoded: dict) -> None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+# A temp file this old is a killed writer's leftover, not another process's write in progress.
+_STALE_TEMP_SECONDS = 600
+
+
+def _remove_stale_temps(file: Path) -> None:
+    now = time.time()
+    for temp in file.parent.glob(f"{file.name}*.tmp"):
+        try:
+            if now - temp.stat().st_mtime > _STALE_TEMP_SECONDS:
+                temp.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
