@@ -24,4 +24,4 @@ if '$target' not in c.__file__:
              '(an editable install shadows it; use a non-editable install)')"
 LD_PRELOAD="$asan:$ubsan" python -P -m pytest -q -p no:cacheprovider -m "not slow" \
   tests/test_log_mel.py tests/test_log_mel_bad_input.py tests/test_spec_augment.py \
-  tests/test_hr_fuse.py
+  tests/test_hr_fuse.py tests/test_bad_input.py tests/test_fuzz.py
