@@ -33,6 +33,9 @@ MODEL_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 STATE_FILE = "train_state.pt"
 CHECKPOINTS = "checkpoints"
+# The bundled model: ``load_model("default")`` (a checkpoint folder shipped in the wheel).
+BUNDLED_NAME = "default"
+BUNDLED_DIR = Path(__file__).resolve().parent / "assets" / "default"
 
 
 class CheckpointError(ValueError):
@@ -140,7 +143,22 @@ def epoch_dirs(run_dir: str | os.PathLike) -> list[Path]:
 
 def resolve(path: str | os.PathLike) -> Path:
     """The checkpoint folder meant by ``path``: a checkpoint folder, its ``model.safetensors``,
-    or a run folder (its best epoch if it had validation, else its last)."""
+    or a run folder (its best epoch if it had validation, else its last). The string
+    ``"default"`` means the bundled model (``emohrnet_fast/assets/default/``); a folder of
+    that name in the working directory is ``"./default"`` or ``Path("default")``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or ``"default"`` in an installation
+            without a bundled model.
+        CheckpointError: ``path`` holds no checkpoint.
+    """
+    if isinstance(path, str) and path == BUNDLED_NAME:
+        if not (BUNDLED_DIR / META_FILE).is_file():
+            raise FileNotFoundError(
+                f"no bundled model in this installation ({BUNDLED_DIR} holds none); pass a "
+                "checkpoint path (a checkpoint folder, its model.safetensors or a run folder)"
+            )
+        return BUNDLED_DIR
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -182,8 +200,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> E
     """A trained model from any checkpoint training wrote, in eval mode on ``device``.
 
     Args:
-        path: a checkpoint folder, its ``model.safetensors``, or a training run folder
-            (its best epoch when it had a validation set, else its last).
+        path: a checkpoint folder, its ``model.safetensors``, a training run folder
+            (its best epoch when it had a validation set, else its last), or ``"default"``:
+            the bundled model (``FileNotFoundError`` in an installation without one).
         device: where the weights go.
 
     Returns:

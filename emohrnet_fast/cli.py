@@ -14,8 +14,16 @@ from pathlib import Path
 
 def _info(args: argparse.Namespace) -> int:
     from emohrnet_fast import info
+    from emohrnet_fast.checkpoint import CheckpointError
+    from emohrnet_fast.infer import bundled_model_card, card_summary
 
     report = info()
+    try:
+        card = bundled_model_card()
+        bundled = card_summary(card)
+    except CheckpointError as error:
+        card, bundled = {"error": str(error)}, f"unreadable ({error})"
+    report["bundled_model"] = card
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -31,6 +39,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"CPU kernels:  {', '.join(report['kernels']['cpu'])}")
     print(f"CUDA kernels: {cuda}")
     print(f"devices:      {', '.join(report['devices'])}")
+    print(f"bundled model: {bundled}")
     return 0
 
 
@@ -170,6 +179,161 @@ def _cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _predictor(args: argparse.Namespace):
+    from emohrnet_fast.infer import Predictor
+
+    return Predictor(args.model, device=args.device, precision=args.precision)
+
+
+def _ranking(predictions: list[dict]) -> str:
+    return "  ".join(f"{p['label']} {p['score']:.3f}" for p in predictions)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from emohrnet_fast import audio
+
+    predictor = _predictor(args)
+    waveforms, errors = {}, {}
+    for i, name in enumerate(args.files):  # decode one by one: a bad file fails alone
+        try:
+            waveforms[i] = audio.load(name, predictor.sample_rate, mono=True)[0]
+        except (OSError, ValueError, TypeError) as error:
+            errors[i] = _one_line(error)
+            print(f"emohrnet-fast: error: {errors[i]}", file=sys.stderr)
+    results = dict(
+        zip(
+            waveforms,
+            predictor(list(waveforms.values()), predictor.sample_rate, top_k=args.top_k),
+            strict=True,
+        )
+    )
+    if args.json:
+        entries = [
+            {"file": name, "predictions": results[i]}
+            if i in results
+            else {"file": name, "error": errors[i]}
+            for i, name in enumerate(args.files)
+        ]
+        print(json.dumps(entries, indent=2))
+    elif results:
+        rows = [
+            [
+                args.files[i],
+                ranked[0]["label"],
+                f"{ranked[0]['score']:.3f}",
+                _ranking(ranked[1:]),
+            ]
+            for i, ranked in results.items()
+        ]
+        print(_table(["file", "emotion", "score", "others"], rows))
+    return 1 if errors else 0
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    predictor = _predictor(args)
+    timeline = predictor.timeline(args.file, window_s=args.window, hop_s=args.hop)
+    if args.csv:
+        timeline.to_csv(args.csv)
+    if args.plot:
+        timeline.plot(args.plot)
+    segments = timeline.segments
+    if args.json:
+        payload = {
+            "file": args.file,
+            "duration": timeline.duration,
+            "window_s": timeline.window_s,
+            "hop_s": timeline.hop_s,
+            "labels": list(timeline.labels),
+            "windows": [
+                {
+                    "start": start,
+                    "end": end,
+                    "probabilities": dict(zip(timeline.labels, p, strict=True)),
+                }
+                for start, end, p in zip(
+                    timeline.starts.tolist(),
+                    timeline.ends.tolist(),
+                    timeline.probabilities.tolist(),
+                    strict=True,
+                )
+            ],
+            "segments": [
+                {"start": s.start, "end": s.end, "label": s.label, "score": s.score}
+                for s in segments
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(
+        f"{args.file}: {timeline.duration:.2f} s, {len(timeline)} windows of "
+        f"{timeline.window_s:g} s every {timeline.hop_s:g} s"
+    )
+    rows = [[f"{s.start:.2f}", f"{s.end:.2f}", s.label, f"{s.score:.3f}"] for s in segments]
+    print(_table(["start", "end", "emotion", "mean score"], rows))
+    for what, path in (("windows", args.csv), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from emohrnet_fast.infer import demo_clips
+
+    clips = demo_clips(args.clips)
+    predictor = _predictor(args)
+    results = predictor([clip.path for clip in clips])
+    rows, correct = [], 0
+    for clip, ranked in zip(clips, results, strict=True):
+        hit = ranked[0]["label"] == clip.label
+        correct += hit
+        rows.append(
+            [
+                clip.path.name,
+                clip.speaker or "-",
+                clip.label,
+                ranked[0]["label"],
+                f"{ranked[0]['score']:.3f}",
+                "ok" if hit else "x",
+            ]
+        )
+    print(_table(["file", "speaker", "true", "predicted", "score", ""], rows))
+    unknown = sorted({clip.label for clip in clips} - set(predictor.labels))
+    if unknown:
+        print(f"(labels the model does not know, always wrong: {', '.join(unknown)})")
+    print(f"accuracy: {correct}/{len(clips)} ({100 * correct / len(clips):.1f} %)")
+    return 0
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
+    )
+    group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
+    group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: bfloat16 autocast (for CUDA)",
+    )
+
+
 def _add_corpus_args(parser: argparse.ArgumentParser) -> None:
     from emohrnet_fast.data import known_corpora
 
@@ -269,6 +433,51 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="study folder; rerunning into it resumes the study"
     )
     cv_cmd.set_defaults(run=_cv)
+
+    predict_cmd = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="emotion of audio files",
+        description="Classify audio files (any rate; channels averaged). A file that cannot "
+        "be read prints an error line, the others still run, and the exit status is 1.",
+    )
+    predict_cmd.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    _add_model_args(predict_cmd)
+    predict_cmd.add_argument("--top-k", type=int, help="show the K best labels (default all)")
+    predict_cmd.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict_cmd.set_defaults(run=_predict)
+
+    timeline_cmd = commands.add_parser(
+        "timeline",
+        parents=[common],
+        help="emotion over time in a long recording (sliding windows)",
+        description="Classify every --window-second window, --hop seconds apart, and print "
+        "the segments where the top emotion stays the same.",
+    )
+    timeline_cmd.add_argument("file", metavar="FILE", help="audio file")
+    _add_model_args(timeline_cmd)
+    timeline_cmd.add_argument("--window", type=float, default=2.0, help="window, s (2.0)")
+    timeline_cmd.add_argument("--hop", type=float, default=0.5, help="hop, s (0.5)")
+    timeline_cmd.add_argument("--csv", type=Path, help="write one row per window here")
+    timeline_cmd.add_argument("--plot", type=Path, help="write a PNG of the probabilities")
+    timeline_cmd.add_argument("--json", action="store_true", help="print windows and segments")
+    timeline_cmd.set_defaults(run=_timeline)
+
+    demo_cmd = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run a model on the bundled demo clips (predicted vs true, accuracy)",
+        description="Classify the demo clips (emohrnet_fast/assets/demo: *.wav + labels.csv "
+        "with file,label,speaker) and print predicted vs true label and the accuracy.",
+    )
+    _add_model_args(demo_cmd)
+    demo_cmd.add_argument(
+        "--clips",
+        type=Path,
+        help="a folder of clips with labels.csv (file,label[,speaker]) instead of the "
+        "bundled demo clips",
+    )
+    demo_cmd.set_defaults(run=_demo)
     return parser
 
 
@@ -282,8 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"emohrnet-fast: error: {message}", file=sys.stderr)
+        print(f"emohrnet-fast: error: {_one_line(error)}", file=sys.stderr)
         return 1
 
 

@@ -1,0 +1,862 @@
+"""Inference: emotion probabilities for clips, files and long recordings.
+
+:class:`Predictor` loads a trained model once (the bundled one, any checkpoint training
+wrote, or a model in memory), keeps it and its feature front-end on the device, and
+classifies whatever it is given: one clip, a batch, a list of clips of different lengths, or
+audio files. :func:`predict` is the one-call form (it caches a :class:`Predictor` per model and
+device); :func:`predict_timeline` slides a window over a long recording and returns a
+:class:`Timeline` (probabilities per window, merged segments, CSV and PNG).
+
+How clips are batched (**length bucketing**): clips are grouped by their exact length in
+samples (after resampling and the minimum-length padding) and each group runs as one batch
+(in chunks of ``batch_size``). Clips of different lengths never share a padded batch, so no
+clip is zero-padded to fit another, and the features' ``top_db`` floor is per clip: a clip's
+answer does not depend on the other clips in the call. Two caveats, both at the level of
+float rounding: CPU and GPU convolution kernels choose their blocking by batch size, so a clip
+that shares its bucket with other clips of the same length can differ from a lone call in the
+last bits (about 1e-7 in probability); ``batch_size=1`` removes that too (every clip runs
+alone). A clip whose length no other clip in the call has is bit-identical to a lone call.
+
+Input rules, everywhere in this module:
+
+* arrays and tensors are mono waveforms, ``(time,)`` for one clip, ``(clips, time)`` for a
+  batch (rows are clips, not channels: downmix stereo arrays yourself); ``sample_rate`` (Hz)
+  is required for them and they are resampled to the model's rate with
+  :func:`emohrnet_fast.audio.resample` (soxr HQ), clip by clip;
+* paths (``str`` or ``os.PathLike``) are decoded with :func:`emohrnet_fast.audio.load` at the
+  model's rate, channels averaged; their own header gives their rate;
+* floating samples (float16, bfloat16, float32, float64) are taken as they are (nominally in
+  [-1, 1]); **int16 is 16-bit PCM and is scaled by 1/32768**; other integer types are
+  rejected (their scale is ambiguous), as are bool and complex samples;
+* a clip shorter than the model's minimum (``(model.min_size - 1) * hop_length`` samples:
+  the networks downsample the time axis by ``min_size``) is zero-padded at its end to that
+  minimum, with a ``UserWarning``.
+
+The bundled model is ``emohrnet_fast/assets/default/`` (``model="default"``); its
+``checkpoint.json`` may hold a ``card`` object, ``{"name", "training_corpus", "loso_ua",
+"loso_wa"}`` (UA/WA as fractions in [0, 1]), which ``emohrnet-fast info`` summarises. Demo clips
+are ``emohrnet_fast/assets/demo/*.wav`` with ``labels.csv`` (``file,label,speaker``), read by
+:func:`demo_clips`.
+
+TODO: CUDA graphs for fixed shapes (the timeline's windows and repeated same-length calls):
+capture ``frontend + model`` per (batch, length) on a side stream and replay; the kernels are
+capture-safe (DESIGN.md). Not done yet: eager launches are what runs now.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from emohrnet_fast import audio as _audio
+from emohrnet_fast import checkpoint
+from emohrnet_fast.models.base import EmotionModel
+
+Precision = Literal["fp32", "bf16"]
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_DIR = ASSETS / "demo"
+DEMO_LABELS = "labels.csv"
+_CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
+
+AudioInput = Any  # path | array | tensor | list of those; see the module docstring
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive windows of a :class:`Timeline` with the same top label, merged."""
+
+    start: float  # s; segments tile [0, duration] without overlap (see Timeline.segments)
+    end: float  # s
+    label: str  # the top label of every window in it
+    score: float  # mean probability of ``label`` over its windows
+    scores: dict[str, float]  # mean probability of every label over its windows
+    windows: tuple[int, int]  # [first, last) window indices
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """Emotion probabilities of a long recording, one row per window.
+
+    Window ``k`` covers ``[starts[k], ends[k])`` seconds of the recording (``ends`` stops at
+    the recording's end; the last window is zero-padded past it).
+    """
+
+    labels: tuple[str, ...]  # class names, the columns of ``probabilities``
+    starts: Tensor  # (n_windows,) float64, s
+    ends: Tensor  # (n_windows,) float64, s
+    probabilities: Tensor  # (n_windows, n_classes) float32, rows sum to 1
+    duration: float  # s, the recording's length
+    window_s: float  # window length, s (as used: a whole number of samples)
+    hop_s: float  # hop between window starts, s (as used)
+
+    def __len__(self) -> int:
+        return self.starts.numel()
+
+    @property
+    def top(self) -> list[str]:
+        """The most probable label of each window."""
+        return [self.labels[i] for i in self.probabilities.argmax(dim=1).tolist()]
+
+    @property
+    def segments(self) -> list[Segment]:
+        """Runs of consecutive windows with the same top label, merged.
+
+        Window ``k`` speaks for the span around its centre up to half-way to its neighbours'
+        centres (the first window from 0 s, the last to the end), so the segments tile
+        ``[0, duration]`` without overlap even though the windows overlap.
+        """
+        n = len(self)
+        if n == 0:
+            return []
+        top = self.probabilities.argmax(dim=1).tolist()
+        # Boundary between windows k and k+1: half-way between their centres.
+        centres = self.starts + self.window_s / 2
+        cuts = [0.0, *((centres[:-1] + centres[1:]) / 2).tolist(), self.duration]
+        cuts = [min(max(c, 0.0), self.duration) for c in cuts]
+        segments, first = [], 0
+        for k in range(1, n + 1):
+            if k < n and top[k] == top[first]:
+                continue
+            mean = self.probabilities[first:k].double().mean(dim=0).tolist()
+            label = self.labels[top[first]]
+            segments.append(
+                Segment(
+                    start=cuts[first],
+                    end=cuts[k],
+                    label=label,
+                    score=mean[top[first]],
+                    scores=dict(zip(self.labels, mean, strict=True)),
+                    windows=(first, k),
+                )
+            )
+            first = k
+        return segments
+
+    def to_csv(self, path: str | os.PathLike, *, segments: bool = False) -> Path:
+        """Write one row per window (``start,end,label,score,<one column per label>``), or
+        per segment with ``segments=True``; times in s, probabilities to 6 decimals."""
+        path = Path(path)
+        header = ["start", "end", "label", "score", *self.labels]
+        if segments:
+            rows = [
+                [s.start, s.end, s.label, s.score, *(s.scores[name] for name in self.labels)]
+                for s in self.segments
+            ]
+        else:
+            rows = [
+                [start, end, label, max(p), *p]
+                for start, end, label, p in zip(
+                    self.starts.tolist(),
+                    self.ends.tolist(),
+                    self.top,
+                    self.probabilities.tolist(),
+                    strict=True,
+                )
+            ]
+        lines = [",".join(header)]
+        for row in rows:
+            start, end, label, score, *rest = row
+            values = [f"{start:.3f}", f"{end:.3f}", label, f"{score:.6f}"]
+            lines.append(",".join(values + [f"{v:.6f}" for v in rest]))
+        from emohrnet_fast.evaluate import _atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, ("\n".join(lines) + "\n").encode())
+        return path
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Write a PNG (matplotlib, Agg): each emotion's probability over time (at window
+        centres), with the top label of each segment shaded along the bottom."""
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed; a no-op when already set
+        import matplotlib.pyplot as plt
+
+        path = Path(path)
+        centres = torch.clamp(self.starts + self.window_s / 2, max=self.duration).numpy()
+        colours = plt.get_cmap("tab10" if len(self.labels) <= 10 else "tab20")
+        fig, ax = plt.subplots(figsize=(9, 3.6), dpi=120)
+        for i, name in enumerate(self.labels):
+            ax.plot(
+                centres,
+                self.probabilities[:, i].numpy(),
+                label=name,
+                color=colours(i),
+                marker="." if len(self) < 60 else None,
+            )
+        index = {name: i for i, name in enumerate(self.labels)}
+        for segment in self.segments:
+            ax.axvspan(
+                segment.start, segment.end, ymin=0, ymax=0.04, color=colours(index[segment.label])
+            )
+        ax.set_xlim(0, max(self.duration, 1e-3))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("probability")
+        ax.set_title(f"{self.window_s:g}-s windows every {self.hop_s:g} s")
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        from emohrnet_fast.evaluate import _atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, buffer.getvalue())
+        return path
+
+
+class DemoClip(NamedTuple):
+    """One bundled demo clip (a row of ``labels.csv``)."""
+
+    path: Path
+    label: str
+    speaker: str | None
+
+
+# --------------------------------------------------------------------------- predictor
+class Predictor:
+    """A trained model, loaded once, that classifies clips and files.
+
+    Args:
+        model: ``"default"`` (the bundled model), a checkpoint folder, its
+            ``model.safetensors``, a training run folder (its best epoch), or an
+            :class:`~emohrnet_fast.models.base.EmotionModel` in memory (used as it is: moved to
+            ``device`` when one is given, run in eval mode, its training mode restored
+            after each call).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None``: CUDA when usable, else the CPU
+            (for a model in memory: the device it is on).
+        precision: ``"fp32"``, or ``"bf16"``: the model runs under bfloat16 autocast (meant
+            for CUDA; also allowed on the CPU). Features are always computed in float32.
+        batch_size: most clips per forward pass (a bucket of equal-length clips is split into
+            chunks of this size); ``1`` runs every clip alone.
+
+    Calling it (``predictor(audio, sample_rate)``) returns ``[{"label", "score"}, ...]``
+    sorted by score (softmax probability), highest first, for one clip, and a list of those
+    for a batch, a list of clips or a list of paths. See the module docstring for the input
+    rules and how clips are batched.
+
+    Raises:
+        ValueError: an unknown model name (the message lists the bundled ones), a bad
+            ``device``, ``precision`` or ``batch_size``.
+        FileNotFoundError: a checkpoint path that does not exist, or ``"default"`` in an
+            installation without a bundled model.
+        emohrnet_fast.checkpoint.CheckpointError: a folder that holds no usable checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
+        device: torch.device | str | None = None,
+        precision: Precision = "fp32",
+        *,
+        batch_size: int = 64,
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={precision!r}: expected 'fp32' or 'bf16'")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
+        self.source: Path | None  # the checkpoint folder, None for a model in memory
+        if isinstance(model, nn.Module):
+            plain = checkpoint.unwrap(model)
+            if not isinstance(plain, EmotionModel):
+                raise TypeError(
+                    f"model: expected an EmotionModel (ef.models.create / ef.load_model), got "
+                    f"{type(plain).__name__}"
+                )
+            if device is None:
+                first = next(plain.parameters(), None)
+                device = first.device if first is not None else torch.device("cpu")
+            self.device = _device(device)
+            self.model = plain.to(self.device)
+            self.source = None
+        else:
+            self.device = _device(device)
+            self.source = checkpoint_folder(model)
+            self.model = checkpoint.load_model(self.source, self.device)
+        from emohrnet_fast.features import FrontEnd
+
+        self.precision = precision
+        self.batch_size = batch_size
+        plain = self.model
+        self.labels: tuple[str, ...] = (
+            tuple(plain.labels)
+            if plain.labels is not None
+            else tuple(f"class_{i}" for i in range(plain.num_classes))
+        )
+        self.frontend_config = plain.default_frontend
+        self.sample_rate: int = self.frontend_config.sample_rate
+        self.frontend = FrontEnd(self.frontend_config).to(self.device)
+        min_frames = int(getattr(plain, "min_size", 1))
+        # frames = 1 + samples // hop >= min_frames  <=>  samples >= (min_frames - 1) * hop
+        self.min_samples: int = max(1, (min_frames - 1) * self.frontend_config.hop_length)
+
+    def __repr__(self) -> str:
+        source = str(self.source) if self.source is not None else "<in memory>"
+        return (
+            f"Predictor(model={source!r}, device='{self.device}', precision={self.precision!r}, "
+            f"labels={list(self.labels)})"
+        )
+
+    # ------------------------------------------------------------------ public calls
+    def __call__(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        top_k: int | None = None,
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """``[{"label": str, "score": float}, ...]`` sorted by score, highest first (the
+        ``top_k`` best; ``None``: every class) for one clip or path; a list of those for a
+        batch, a list of clips or a list of paths.
+
+        Raises:
+            TypeError: an unsupported input type or sample type (bool, complex, integers
+                other than int16).
+            ValueError: ``sample_rate`` missing for arrays/tensors, rank > 2, an empty clip,
+                NaN/Inf samples (the message names the clip), a bad ``top_k``.
+            FileNotFoundError / emohrnet_fast.audio.AudioDecodeError: a path that does not
+                exist or holds no usable audio (the message names it).
+        """
+        _check_top_k(top_k)
+        probabilities, single = self._run(audio, sample_rate)
+        results = [_ranked(row, self.labels, top_k) for row in probabilities.tolist()]
+        return results[0] if single else results
+
+    def logits(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
+        """Logits, float32 on the CPU: ``(n_classes,)`` for one clip or path,
+        ``(clips, n_classes)`` for a batch or a list."""
+        logits, single = self._logits(audio, sample_rate)
+        return logits[0] if single else logits
+
+    def probabilities(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
+        """Softmax probabilities, shaped as :meth:`logits`."""
+        probabilities, single = self._run(audio, sample_rate)
+        return probabilities[0] if single else probabilities
+
+    def timeline(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None = None,
+        *,
+        window_s: float = 2.0,
+        hop_s: float = 0.5,
+    ) -> Timeline:
+        """Classify every ``window_s``-second window, ``hop_s`` seconds apart, of one long
+        clip or file, all windows in one batched pass (chunks of ``batch_size``).
+
+        Windows start at 0, ``hop_s``, ``2 * hop_s``, ... until one reaches the end; the last
+        is zero-padded past the end. A clip shorter than one window gives a single window,
+        zero-padded, with a ``UserWarning``.
+
+        Raises:
+            ValueError: more than one clip, ``window_s`` / ``hop_s`` not positive and finite,
+                and the errors of :meth:`__call__`.
+        """
+        for name, value in (("window_s", window_s), ("hop_s", hop_s)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(f"{name}={value!r}: expected a positive number of seconds")
+        clips, single = self._clips(audio, sample_rate, pad=False)
+        if not single:
+            raise ValueError(
+                "predict_timeline: expected one clip (a 1-D array or tensor, or a path), got "
+                f"a batch or list of {len(clips)}; call it once per recording"
+            )
+        waveform = clips[0]
+        rate, length = self.sample_rate, waveform.numel()
+        window = max(1, round(window_s * rate))
+        hop = max(1, round(hop_s * rate))
+        if length < window:
+            _warn(
+                f"audio of {length / rate:.3f} s is shorter than window_s={window_s:g}: one "
+                f"window, zero-padded to {window / rate:.3f} s"
+            )
+            count = 1
+        else:
+            count = 1 + -(-(length - window) // hop)  # ceil: the last window reaches the end
+        padded = torch.nn.functional.pad(waveform, (0, (count - 1) * hop + window - length))
+        windows = padded.unfold(0, window, hop)  # (count, window), a view
+        if window < self.min_samples:
+            _warn_short(f"each {window / rate:g}-s window is", window, self)
+            windows = torch.nn.functional.pad(windows, (0, self.min_samples - window))
+        logits = self._forward_rows(windows)
+        starts = torch.arange(count, dtype=torch.float64) * hop / rate
+        ends = torch.clamp(starts + window / rate, max=length / rate)
+        return Timeline(
+            labels=self.labels,
+            starts=starts,
+            ends=ends,
+            probabilities=torch.softmax(logits, dim=1),
+            duration=length / rate,
+            window_s=window / rate,
+            hop_s=hop / rate,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
+        logits, single = self._logits(audio, sample_rate)
+        return torch.softmax(logits, dim=1), single
+
+    def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
+        clips, single = self._clips(audio, sample_rate, pad=True)
+        out = torch.empty(len(clips), len(self.labels))
+        buckets: dict[int, list[int]] = {}
+        for i, clip in enumerate(clips):
+            buckets.setdefault(clip.numel(), []).append(i)
+        for length in sorted(buckets):
+            members = buckets[length]
+            devices = {clips[i].device for i in members}
+            home = devices.pop() if len(devices) == 1 else self.device  # stack, then copy once
+            out[members] = self._forward_rows(torch.stack([clips[i].to(home) for i in members]))
+        return out, single
+
+    def _forward_rows(self, rows: Tensor) -> Tensor:
+        """``(clips, time)`` equal-length waveforms on any device -> ``(clips, n_classes)``
+        float32 logits on the CPU, ``batch_size`` rows per forward pass."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for chunk in rows.split(self.batch_size):
+                    batch = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
+                    features = self.frontend(batch).unsqueeze(1)
+                    with torch.autocast(
+                        self.device.type,
+                        dtype=torch.bfloat16,
+                        enabled=self.precision == "bf16",
+                    ):
+                        logits = _classify(model, features)
+                    out.append(logits.float().cpu())
+        finally:
+            model.train(was_training)
+        if not out:
+            return torch.empty(0, len(self.labels))
+        return torch.cat(out)
+
+    def _clips(
+        self, audio: AudioInput, sample_rate: int | None, *, pad: bool
+    ) -> tuple[list[Tensor], bool]:
+        """Mono float32 waveforms at the model's rate (padded to the minimum length when
+        ``pad``; tensors stay on their device, the rest is on the CPU), and whether ``audio``
+        was a single clip."""
+        rate = self.sample_rate
+        if isinstance(audio, str | os.PathLike):
+            clips, single = [_load_path(audio, rate)], True
+        elif isinstance(audio, np.ndarray | Tensor):
+            if audio.ndim == 0 or audio.ndim > 2:
+                raise ValueError(
+                    f"audio: expected shape (time,) for one clip or (clips, time) for a batch, "
+                    f"got {tuple(audio.shape)} (rows are clips: downmix channels first)"
+                )
+            single = audio.ndim == 1
+            samples = _as_float("audio", audio)
+            rows = [samples] if single else list(samples.unbind(0))
+            clips = [_checked(f"clip {i}", row, sample_rate, rate) for i, row in enumerate(rows)]
+        elif isinstance(audio, list | tuple):
+            single, clips = False, []
+            for i, item in enumerate(audio):
+                if isinstance(item, str | os.PathLike):
+                    clips.append(_load_path(item, rate))
+                elif isinstance(item, np.ndarray | Tensor):
+                    if item.ndim != 1:
+                        raise ValueError(
+                            f"clip {i}: expected a 1-D waveform in a list of clips, got shape "
+                            f"{tuple(item.shape)}"
+                        )
+                    clips.append(
+                        _checked(f"clip {i}", _as_float(f"clip {i}", item), sample_rate, rate)
+                    )
+                else:
+                    raise TypeError(
+                        f"clip {i}: expected a path, numpy array or torch tensor, got "
+                        f"{type(item).__name__}"
+                        + (" (wrap a list of samples in np.asarray)" if _is_number(item) else "")
+                    )
+        else:
+            raise TypeError(
+                "audio: expected a path, a numpy array or torch tensor ((time,) or (clips, "
+                f"time)), or a list of those, got {type(audio).__name__}"
+            )
+        if pad:
+            short = [i for i, c in enumerate(clips) if c.numel() < self.min_samples]
+            if short:
+                shortest = min(clips[i].numel() for i in short)
+                _warn_short(_plural("clip", short), shortest, self)
+                for i in short:
+                    clips[i] = torch.nn.functional.pad(
+                        clips[i], (0, self.min_samples - clips[i].numel())
+                    )
+        return clips, single
+
+
+def _classify(model: EmotionModel, features: Tensor) -> Tensor:
+    """Logits, skipping the center-loss CNN's reconstruction decoder (unused here); the same
+    operations as ``model(features).logits``, so the same numbers."""
+    from emohrnet_fast.models.centerloss_cnn import CenterLossCNN
+
+    if isinstance(model, CenterLossCNN):
+        feature_map, _ = model.forward_features(features)
+        return model.forward_head(feature_map)[0]
+    return model(features).logits
+
+
+def _warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside this package (the user's line,
+    whatever the call depth inside the library)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is _warn's caller
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("emohrnet_fast."):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _warn_short(subject: str, length: int, predictor: Predictor) -> None:
+    rate, need = predictor.sample_rate, predictor.min_samples
+    frames = getattr(predictor.model, "min_size", 1)
+    _warn(
+        f"{subject} shorter than the model's minimum of {need} samples ({need / rate:.3f} s at "
+        f"{rate} Hz: the network needs {frames} frames); zero-padded at the end to that "
+        f"length (shortest: {length} samples)"
+    )
+
+
+def _plural(what: str, indices: list[int]) -> str:
+    shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
+    return f"{what} {shown} is" if len(indices) == 1 else f"{what}s {shown} are"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | complex | np.number)
+
+
+def _as_float(what: str, samples: np.ndarray | Tensor) -> Tensor:
+    """float32 tensor of ``samples`` on their device (numpy: the CPU), int16 PCM scaled by
+    1/32768; TypeError for other sample types."""
+    if isinstance(samples, np.ndarray):
+        kind, dtype = samples.dtype.kind, samples.dtype
+        if kind == "b" or kind == "c":
+            raise TypeError(
+                f"{what}: {'bool' if kind == 'b' else 'complex'} samples ({dtype}); expected "
+                "real floating-point samples or int16 PCM"
+            )
+        if dtype == np.int16:
+            return torch.from_numpy(samples.astype(np.float32) / np.float32(32768.0))
+        if kind in "iu":
+            raise TypeError(
+                f"{what}: {dtype} samples have no agreed scale; convert to floating point in "
+                "[-1, 1] (int16 is taken as 16-bit PCM and scaled by 1/32768)"
+            )
+        if kind != "f":
+            raise TypeError(f"{what}: {dtype} samples; expected floating-point audio")
+        array = np.ascontiguousarray(samples, dtype=np.float32)
+        if not array.flags.writeable:
+            array = array.copy()
+        return torch.from_numpy(array)
+    if samples.is_meta:
+        raise ValueError(f"{what}: a meta tensor holds no samples")
+    if samples.dtype == torch.bool or samples.is_complex():
+        raise TypeError(
+            f"{what}: {samples.dtype} samples; expected real floating-point samples or int16 PCM"
+        )
+    if samples.dtype == torch.int16:
+        return samples.detach().to(torch.float32) / 32768.0
+    if not samples.is_floating_point():
+        raise TypeError(
+            f"{what}: {samples.dtype} samples have no agreed scale; convert to floating point "
+            "in [-1, 1] (int16 is taken as 16-bit PCM and scaled by 1/32768)"
+        )
+    return samples.detach().to(torch.float32)  # stays on its device (resample copes)
+
+
+def _checked(what: str, clip: Tensor, sample_rate: int | None, target: int) -> Tensor:
+    """One float32 clip, validated and resampled to ``target`` Hz."""
+    if sample_rate is None:
+        raise ValueError(
+            "sample_rate is required for arrays and tensors (their rate in Hz; the "
+            f"model runs at {target} Hz and resamples); files carry their own rate"
+        )
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
+    if clip.numel() == 0:
+        raise ValueError(f"{what}: empty (0 samples)")
+    if not bool(torch.isfinite(clip).all()):
+        raise ValueError(f"{what}: non-finite samples (NaN or Inf)")
+    return _audio.resample(clip, int(sample_rate), target)
+
+
+def _load_path(path: str | os.PathLike, rate: int) -> Tensor:
+    waveform, _ = _audio.load(path, rate, mono=True)
+    return waveform
+
+
+def _ranked(row: list[float], labels: Sequence[str], top_k: int | None) -> list[dict[str, Any]]:
+    order = sorted(range(len(row)), key=lambda i: -row[i])  # stable: ties keep class order
+    if top_k is not None:
+        order = order[:top_k]
+    return [{"label": labels[i], "score": float(row[i])} for i in order]
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k={top_k!r}: expected None or an integer >= 1")
+
+
+def _device(device: torch.device | str) -> torch.device:
+    from emohrnet_fast._info import cuda_usable
+
+    if device is None:
+        return torch.device("cuda" if cuda_usable() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device={device!r}: not a device ({error})") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'")
+    if resolved.type == "cuda":
+        if not cuda_usable():
+            raise ValueError(f"device={device!r}: no usable CUDA device here")
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
+def checkpoint_folder(model: str | os.PathLike) -> Path:
+    """The checkpoint folder a ``model=`` argument names: ``"default"`` (the bundled model) or
+    a path that :func:`emohrnet_fast.checkpoint.resolve` accepts.
+
+    Raises:
+        TypeError: ``model`` is not a str or os.PathLike.
+        ValueError: a bare name that is neither a bundled model nor an existing path.
+        FileNotFoundError: a missing path, or ``"default"`` without a bundled model.
+    """
+    if not isinstance(model, str | os.PathLike):
+        raise TypeError(
+            f"model: expected 'default', a checkpoint path or an EmotionModel, got "
+            f"{type(model).__name__}"
+        )
+    if (
+        isinstance(model, str)
+        and model != checkpoint.BUNDLED_NAME
+        and not os.path.exists(model)
+        and "/" not in model
+        and os.sep not in model
+    ):
+        from emohrnet_fast.models import list_models
+
+        bundled = (checkpoint.BUNDLED_DIR / checkpoint.META_FILE).is_file()
+        hint = (
+            f" ({model!r} is an architecture preset, not a trained model: train it with "
+            "ef.train or emohrnet-fast train, then pass the run folder)"
+            if model in list_models()
+            else ""
+        )
+        raise ValueError(
+            f"model={model!r}: not a bundled model and no such checkpoint path. Bundled models: "
+            f"'{checkpoint.BUNDLED_NAME}'{'' if bundled else ' (absent from this installation)'}"
+            f"; or pass a checkpoint folder, its model.safetensors or a training run folder"
+            f"{hint}"
+        )
+    return checkpoint.resolve(model)
+
+
+# --------------------------------------------------------------------------- one-call API
+_PREDICTORS: OrderedDict[tuple, Predictor] = OrderedDict()
+_PREDICTORS_LOCK = threading.Lock()
+
+
+def _predictor(
+    model: str | os.PathLike | EmotionModel, device: torch.device | str | None
+) -> Predictor:
+    """A cached Predictor per (checkpoint folder and its weights' mtime, device); a model in
+    memory gets a fresh one (it loads nothing)."""
+    if isinstance(model, nn.Module):
+        return Predictor(model, device)
+    folder = checkpoint_folder(model)
+    resolved = _device(device)
+    try:
+        stamp = (folder / checkpoint.MODEL_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = None  # load_model reports what is missing
+    key = (str(folder), stamp, str(resolved))
+    with _PREDICTORS_LOCK:
+        predictor = _PREDICTORS.get(key)
+        if predictor is not None:
+            _PREDICTORS.move_to_end(key)
+            return predictor
+    predictor = Predictor(folder, resolved)
+    with _PREDICTORS_LOCK:
+        _PREDICTORS[key] = predictor
+        while len(_PREDICTORS) > _CACHE_SIZE:
+            _PREDICTORS.popitem(last=False)
+    return predictor
+
+
+def clear_cache() -> None:
+    """Forget the Predictors that :func:`predict` and :func:`predict_timeline` keep."""
+    with _PREDICTORS_LOCK:
+        _PREDICTORS.clear()
+
+
+def predict(
+    audio: AudioInput,
+    sample_rate: int | None = None,
+    *,
+    model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
+    top_k: int | None = None,
+    device: torch.device | str | None = None,
+) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Emotion of one clip or many: ``[{"label": str, "score": float}, ...]`` sorted by score
+    (softmax probability), highest first, as the Hugging Face audio-classification pipeline.
+
+    Args:
+        audio: a 1-D array or tensor (one clip), a 2-D one (rows are clips), a list of clips
+            of different lengths, a path, or a list of paths (decoded at the model's rate,
+            channels averaged). int16 arrays are PCM, scaled by 1/32768.
+        sample_rate: Hz of array/tensor audio (required for them; resampled to the model's
+            rate). Files carry their own rate.
+        model: ``"default"`` (bundled), a checkpoint / run folder, or an EmotionModel.
+        top_k: keep the ``top_k`` best labels per clip; ``None``: all of them.
+        device: ``None``: CUDA when usable, else the CPU.
+
+    Returns:
+        One list of ``{"label", "score"}`` for a single clip or path; a list of them (in input
+        order) for a batch or a list.
+
+    The model is loaded once per (model, device) and kept (the 4 most recent), so repeated
+    calls do not reload it; :class:`Predictor` gives the same without the cache lookup.
+    Clips are batched by length (see the module docstring): a clip's answer does not depend
+    on the others. Errors: see :meth:`Predictor.__call__`.
+    """
+    _check_top_k(top_k)
+    return _predictor(model, device)(audio, sample_rate, top_k=top_k)
+
+
+def predict_timeline(
+    audio: AudioInput,
+    sample_rate: int | None = None,
+    *,
+    window_s: float = 2.0,
+    hop_s: float = 0.5,
+    model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
+    device: torch.device | str | None = None,
+) -> Timeline:
+    """Emotion over time in one long clip or file: every ``window_s``-second window,
+    ``hop_s`` seconds apart, classified in one batched pass. See :meth:`Predictor.timeline`."""
+    return _predictor(model, device).timeline(audio, sample_rate, window_s=window_s, hop_s=hop_s)
+
+
+# --------------------------------------------------------------------------- bundled assets
+def demo_clips(folder: str | os.PathLike | None = None) -> list[DemoClip]:
+    """The demo clips listed in ``labels.csv`` (``file,label,speaker``; ``speaker`` optional)
+    of ``folder`` (default: the bundled ``emohrnet_fast/assets/demo/``).
+
+    Raises:
+        FileNotFoundError: no ``labels.csv`` there (no demo clips in this installation), or a
+            listed file is missing.
+        ValueError: ``labels.csv`` lacks the ``file`` / ``label`` columns or lists no clip.
+    """
+    root = Path(folder) if folder is not None else DEMO_DIR
+    table = root / DEMO_LABELS
+    if not table.is_file():
+        where = "in this installation" if folder is None else f"in {root}"
+        raise FileNotFoundError(f"no demo clips {where} (expected {table})")
+    with table.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or ())
+        if not {"file", "label"} <= columns:
+            raise ValueError(
+                f"{table}: expected the columns file,label[,speaker], got "
+                f"{','.join(reader.fieldnames or ()) or 'none'}"
+            )
+        clips = []
+        for row in reader:
+            if not (row.get("file") or "").strip():
+                continue
+            path = root / row["file"].strip()
+            if not path.is_file():
+                raise FileNotFoundError(f"{table}: lists {row['file']!r}, which is missing")
+            speaker = (row.get("speaker") or "").strip() or None
+            clips.append(DemoClip(path, (row.get("label") or "").strip(), speaker))
+    if not clips:
+        raise ValueError(f"{table}: lists no clips")
+    return clips
+
+
+def bundled_model_card() -> dict[str, Any] | None:
+    """What ``emohrnet-fast info`` shows about the bundled model: ``None`` when there is
+    none, else ``name``, ``model`` (architecture), ``labels``, ``path`` and, when
+    ``checkpoint.json`` has a ``card``, ``training_corpus``, ``loso_ua``, ``loso_wa``.
+
+    Raises:
+        emohrnet_fast.checkpoint.CheckpointError: the bundled folder is incomplete.
+    """
+    folder = checkpoint.BUNDLED_DIR
+    if not (folder / checkpoint.META_FILE).is_file():
+        return None
+    meta = checkpoint.read_meta(folder)
+    card = meta.get("card") if isinstance(meta.get("card"), dict) else {}
+    return {
+        "name": card.get("name") or meta.get("model"),
+        "model": meta.get("model"),
+        "labels": meta.get("labels"),
+        "training_corpus": card.get("training_corpus"),
+        "loso_ua": card.get("loso_ua"),
+        "loso_wa": card.get("loso_wa"),
+        "path": str(folder),
+    }
+
+
+def card_summary(card: dict[str, Any] | None) -> str:
+    """One line for :func:`bundled_model_card`'s result."""
+    if card is None:
+        return "none"
+    parts = [str(card["name"])]
+    if card.get("model") and card["model"] != card["name"]:
+        parts[0] += f" ({card['model']})"
+    if card.get("training_corpus"):
+        parts.append(f"trained on {card['training_corpus']}")
+    scores = [
+        f"{name} {100 * float(card[key]):.1f} %"
+        for name, key in (("UA", "loso_ua"), ("WA", "loso_wa"))
+        if isinstance(card.get(key), int | float)
+    ]
+    if scores:
+        parts.append("LOSO " + ", ".join(scores))
+    return ", ".join(parts)
+
+
+__all__ = [
+    "DemoClip",
+    "Predictor",
+    "Segment",
+    "Timeline",
+    "bundled_model_card",
+    "clear_cache",
+    "demo_clips",
+    "predict",
+    "predict_timeline",
+]
