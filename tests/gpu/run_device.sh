@@ -4,9 +4,10 @@
 # to $OUT (at most 8 files come back from the device).
 #
 # Prepare on the development machine (both folders are git-ignored; name them in `carry`):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#   python3 -m pip download --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-#     --platform manylinux2014_x86_64 -d .whl soundfile cffi pycparser
+#     --platform manylinux2014_x86_64 -d .whl soundfile soxr safetensors tqdm matplotlib
+#   rm -f .whl/numpy-*.whl   # keep the device's own numpy (the one its torch was built with)
 #   mkdir -p .emodb && cp $(ls ../shared/data/emodb/*.wav | head -40) .emodb/
 # then call the device tool: run(command="bash tests/gpu/run_device.sh", carry=[".whl", ".emodb"])
 set -uo pipefail
@@ -28,7 +29,8 @@ note device "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=
 note date "$(date -u +%Y-%m-%dT%H:%MZ)"
 
 start=$SECONDS
-if python3 -m pip install --no-build-isolation -v . >"$OUT/build.log" 2>&1; then
+# --no-deps: the device has no network; the runtime dependencies come from .whl above.
+if python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
   note build "ok in $((SECONDS - start)) s"
 else
   note build "FAILED (build.log)"
