@@ -139,7 +139,7 @@ def test_kill_9_mid_epoch_loses_at_most_that_epoch(reference_run, corpus, tmp_pa
         tests=str(Path(__file__).parent), data=str(tmp_path / "data"), out=str(out)
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-P", "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
     )
     try:
         line = process.stdout.readline()  # blocks until epoch 1 is saved and epoch 2 began
