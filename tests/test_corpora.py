@@ -389,7 +389,9 @@ def test_kill_9_while_writing_the_cache(tmp_path):
     script = KILL_DURING_CACHE_WRITE.format(
         tests=str(Path(__file__).parent), root=str(root), cache=str(cache)
     )
-    process = subprocess.Popen([sys.executable, "-P", "-c", script], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-c", script], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "writing"
         os.kill(process.pid, signal.SIGKILL)

@@ -27,6 +27,11 @@ def test_readme_python_examples_run():
         assert result.returncode == 0, f"README example failed:\n{block}\n{result.stderr}"
         outputs.append(result.stdout)
     assert "torch.Size([8, 128, 401])" in outputs[0]
+    # The inference example's output shown in the README is what it prints (up to rounding).
+    shown = re.search(r"Its output .*?```text\n(.*?)```", text, flags=re.S).group(1)
+    (printed,) = [out for block, out in zip(blocks, outputs, strict=True) if "demo_clips" in block]
+    for want, got in zip(shown.splitlines(), printed.splitlines(), strict=True):
+        assert got[:40] == want[:40], (want, got)
 
 
 def test_readme_cli_commands_run(tmp_path):
@@ -61,3 +66,24 @@ def test_readme_cli_commands_run(tmp_path):
     assert (tmp_path / "runs" / "hr-small" / "report" / "confusion.png").exists()
     assert (tmp_path / "runs" / "loso-hr-small" / "summary.md").exists()
     assert (tmp_path / "runs" / "ddp" / "checkpoints").is_dir()
+
+
+def test_readme_inference_commands_run(tmp_path):
+    """The README's inference command lines, as written (outputs redirected to tmp_path)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Inference") :]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert {shlex.split(line)[1] for line in lines} == {"predict", "timeline", "demo"}
+    for line in lines:
+        argv = shlex.split(line.replace("runs/", f"{tmp_path}/runs/"))
+        result = subprocess.run(
+            [sys.executable, "-P", "-m", "emohrnet_fast", *argv[1:]],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
+        assert result.stdout.strip(), line
+    assert (tmp_path / "runs" / "timeline.png").stat().st_size > 0
