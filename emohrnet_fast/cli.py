@@ -108,12 +108,19 @@ def _split_by_speakers(corpus, speakers: str):
     return corpus.subset(rest), corpus.subset(held)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from emohrnet_fast import models, train
+def _config_and_corpus(args: argparse.Namespace):
+    """The TrainConfig from the flags and the corpus decoded at its front-end's rate."""
+    from emohrnet_fast import models
 
     config = _train_config(args)
     frontend = config.frontend or models.model_config(config.model).frontend
-    corpus = _corpus(args, frontend.sample_rate)
+    return config, _corpus(args, frontend.sample_rate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from emohrnet_fast import train
+
+    config, corpus = _config_and_corpus(args)
     train_set, val_set = corpus, None
     if args.val_speakers:
         train_set, val_set = _split_by_speakers(corpus, args.val_speakers)
@@ -158,11 +165,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
-    from emohrnet_fast import cross_validate, models
+    from emohrnet_fast import cross_validate
 
-    config = _train_config(args)
-    frontend = config.frontend or models.model_config(config.model).frontend
-    corpus = _corpus(args, frontend.sample_rate)
+    config, corpus = _config_and_corpus(args)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     result = cross_validate(
         config,

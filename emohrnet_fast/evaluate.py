@@ -294,7 +294,7 @@ def dataset_logits(
         out = torch.empty(len(dataset), plain.num_classes)
         for chunk, width in windows:
             batch, _ = waveforms.crops(chunk.to(device), width, 0.5)
-            out[chunk] = model(frontend(batch).unsqueeze(1)).logits.float().cpu()
+            out[chunk] = plain.classify(frontend(batch).unsqueeze(1)).float().cpu()
         return out
     finally:
         model.train(was_training)

@@ -448,7 +448,7 @@ class Predictor:
                         dtype=torch.bfloat16,
                         enabled=self.precision == "bf16",
                     ):
-                        logits = _classify(model, features)
+                        logits = model.classify(features)
                     out.append(logits.float().cpu())
         finally:
             model.train(was_training)
@@ -510,17 +510,6 @@ class Predictor:
                         clips[i], (0, self.min_samples - clips[i].numel())
                     )
         return clips, single
-
-
-def _classify(model: EmotionModel, features: Tensor) -> Tensor:
-    """Logits, skipping the center-loss CNN's reconstruction decoder (unused here); the same
-    operations as ``model(features).logits``, so the same numbers."""
-    from emohrnet_fast.models.centerloss_cnn import CenterLossCNN
-
-    if isinstance(model, CenterLossCNN):
-        feature_map, _ = model.forward_features(features)
-        return model.forward_head(feature_map)[0]
-    return model(features).logits
 
 
 def _warn(message: str) -> None:

@@ -15,6 +15,7 @@ backward and ``index_add_`` are not bit-exact run to run; results agree to round
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -37,7 +38,7 @@ from emohrnet_fast._info import cuda_usable
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
-from emohrnet_fast.evaluate import Report, _atomic_write, dataset_logits
+from emohrnet_fast.evaluate import Report, _atomic_write, _targets_for, dataset_logits
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.losses import CenterLoss
 from emohrnet_fast.models.base import EmotionModel
@@ -221,7 +222,11 @@ class _Trainer:
         env: _Distributed,
         run: Path | None,
     ) -> None:
-        self.config, self.val_set, self.labels = config, val_set, labels
+        self.config, self.labels = config, labels
+        # Validation audio moves to the device once, not at every epoch's validation.
+        self.val_set = val_set
+        if val_set is not None:
+            self.val_set = dataclasses.replace(val_set, waveforms=val_set.waveforms.to(device))
         self.device, self.env, self.run = device, env, run
         torch.manual_seed(config.seed)  # the weights: same on every rank
         overrides = dict(config.model_overrides)
@@ -466,9 +471,8 @@ class _Trainer:
             device=self.device,
             clip_seconds=self.config.clip_seconds,
         )
-        index = {name: i for i, name in enumerate(self.labels)}
-        targets = [index[u.label] for u in self.val_set.utterances]
-        return Report.from_predictions(targets, logits.argmax(dim=1), self.labels)
+        labels, targets = _targets_for(self.model, self.val_set)
+        return Report.from_predictions(targets, logits.argmax(dim=1), labels)
 
     def _diverged_message(self, epoch: int, step: int) -> str:
         kept = checkpoint.epoch_dirs(self.run) if self.run is not None else []

@@ -54,6 +54,11 @@ class EmotionModel(nn.Module):
         self.labels: tuple[str, ...] | None = None  # class i is labels[i]; set by training
         self.input_norm = InputNorm()
 
+    def classify(self, features: Tensor) -> Tensor:
+        """``(B, num_classes)`` logits only: ``self(features).logits``, minus any work the
+        logits do not need (a model with a decoder overrides it to skip that)."""
+        return self(features).logits
+
 
 def check_config_types(config: Any, ints: tuple[str, ...], int_tuples: tuple[str, ...]) -> None:
     """Raise ``ValueError`` naming the field unless ``config``'s ``ints`` are integers >= 1, its

@@ -103,6 +103,11 @@ class CenterLossCNN(EmotionModel):
                 x = self.decoder_norms[i](x)
         return x
 
+    def classify(self, features: Tensor) -> Tensor:
+        """Logits without running the decoder: the same operations as ``forward``'s logits."""
+        feature_map, _ = self.forward_features(features)
+        return self.forward_head(feature_map)[0]
+
     def forward(self, features: Tensor) -> ModelOutput:
         feature_map, sizes = self.forward_features(features)
         logits, embedding = self.forward_head(feature_map)
