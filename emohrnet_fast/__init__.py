@@ -4,12 +4,14 @@ Public API (see README.md): :class:`FrontEndConfig`, :mod:`~emohrnet_fast.featur
 :mod:`~emohrnet_fast.augment`, :mod:`~emohrnet_fast.models`, :mod:`~emohrnet_fast.losses`,
 :mod:`~emohrnet_fast.ops`, :mod:`~emohrnet_fast.audio`, :mod:`~emohrnet_fast.data`,
 :class:`TrainConfig` / :func:`train` / :func:`evaluate` / :class:`Report`,
-:func:`cross_validate`, :class:`Predictor` / :func:`predict` / :func:`predict_timeline` /
-:class:`Timeline`, :func:`load_model` and :func:`info`.
+:func:`cross_validate`, :func:`calibrate` / :class:`Calibration`, :class:`Predictor` /
+:func:`predict` / :func:`predict_timeline` / :class:`Timeline`, :func:`load_model` and
+:func:`info`.
 """
 
 from emohrnet_fast import audio, augment, data, features, losses, models, ops
 from emohrnet_fast._info import info
+from emohrnet_fast.calibration import Calibration, calibrate
 from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
 from emohrnet_fast.crossval import CVResult, cross_validate
@@ -21,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CVResult",
+    "Calibration",
     "FrontEndConfig",
     "Predictor",
     "Report",
@@ -32,6 +35,7 @@ __all__ = [
     "__version__",
     "audio",
     "augment",
+    "calibrate",
     "cross_validate",
     "data",
     "evaluate",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -61,6 +62,7 @@ def model_card(model: EmotionModel, name: str) -> dict[str, Any]:
         "model_config": _jsonable(dataclasses.asdict(model.config)),
         "num_classes": model.num_classes,
         "labels": list(model.labels) if model.labels is not None else None,
+        "temperature": model.temperature,
         "frontend": _jsonable(dataclasses.asdict(model.default_frontend)),
     }
 
@@ -193,6 +195,11 @@ def build_model(meta: dict[str, Any]) -> EmotionModel:
     model = create(name, int(meta["num_classes"]), **fields)
     labels = meta.get("labels")
     model.labels = tuple(labels) if labels is not None else None
+    temperature = meta.get("temperature", 1.0)  # absent: written before calibration existed
+    usable = isinstance(temperature, int | float) and math.isfinite(temperature)
+    if not usable or temperature <= 0:
+        raise CheckpointError(f"checkpoint temperature={temperature!r}: expected a number > 0")
+    model.temperature = float(temperature)
     return model
 
 

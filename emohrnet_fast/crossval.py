@@ -14,13 +14,18 @@ import json
 import os
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
+from emohrnet_fast.calibration import Calibration, assess, fit_temperature
+from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
-from emohrnet_fast.evaluate import Report, _atomic_write, _targets_for, dataset_logits
+from emohrnet_fast.evaluate import Report, atomic_write, dataset_logits, targets_for
 from emohrnet_fast.train import train
 
 _METRICS = ("wa", "ua", "macro_f1")
@@ -37,6 +42,14 @@ class CVResult:
     mean: dict[str, float]  # WA / UA / macro-F1 averaged over folds
     std: dict[str, float]  # their sample standard deviation (0 with one fold)
     out_dir: Path | None
+    # Cross-fitted temperature scaling (None with one fold, or folds with different label
+    # sets): fold k's temperature is fitted on the other folds' test logits and measured on
+    # fold k's, so no figure is measured on the data that fitted it.
+    fold_calibration: list[Calibration] | None = None
+    # Pooled over folds: ECE/NLL before and after each fold's cross-fitted temperature; its
+    # ``temperature`` is fitted on every fold's test logits (the one to give a model trained
+    # with this recipe).
+    calibration: Calibration | None = None
 
     def markdown(self) -> str:
         """Per-fold rows, then mean ± std and the pooled figures."""
@@ -63,6 +76,14 @@ class CVResult:
             f"WA {100 * self.pooled.wa:.1f} %, UA {100 * self.pooled.ua:.1f} %, "
             f"macro-F1 {100 * self.pooled.macro_f1:.1f} %",
         ]
+        if self.calibration is not None:
+            c = self.calibration
+            lines.append(
+                f"calibration (temperature fitted on the other folds' test utterances): "
+                f"ECE {100 * c.ece_before:.1f} % -> {100 * c.ece_after:.1f} %, NLL "
+                f"{c.nll_before:.3f} -> {c.nll_after:.3f}; temperature over all folds "
+                f"{c.temperature:.3f}"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -127,13 +148,16 @@ def cross_validate(
     }
     if out is not None:
         _start_study(out, study, resume)
-    reports = []
+    reports, held_out = [], []
     for number in chosen:
         split = all_folds[number]
         if not quiet:
             print(f"{split}", file=sys.stderr, flush=True)
-        reports.append(_run_fold(config, corpus, split, out, resume, progress, quiet))
+        report, logits, targets = _run_fold(config, corpus, split, out, resume, progress, quiet)
+        reports.append(report)
+        held_out.append((logits, targets))
     pooled = _pooled(reports, corpus.labels, protocol)
+    fold_calibration, calibration = _cross_fit(reports, held_out)
     result = CVResult(
         protocol=protocol,
         speaker_independent=all_folds[0].speaker_independent,
@@ -145,16 +169,23 @@ def cross_validate(
             for m in _METRICS
         },
         out_dir=out,
+        fold_calibration=fold_calibration,
+        calibration=calibration,
     )
     if out is not None:
         pooled.save(out / "pooled")
         partial = "" if len(chosen) == len(all_folds) else f" (folds {chosen} only)"
         header = f"# {corpus.name}: {config.model}{partial}\n\n"
-        _atomic_write(out / "summary.md", (header + result.markdown()).encode())
+        atomic_write(out / "summary.md", (header + result.markdown()).encode())
         summary = {**study, "mean": result.mean, "std": result.std}
         summary["pooled"] = {m: getattr(pooled, m) for m in _METRICS}
         summary["per_fold"] = [{**r.meta, **{m: getattr(r, m) for m in _METRICS}} for r in reports]
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+        if calibration is not None:
+            summary["calibration"] = {
+                "pooled": asdict(calibration),
+                "per_fold": [asdict(c) for c in fold_calibration],
+            }
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return result
 
 
@@ -179,7 +210,7 @@ def _start_study(out: Path, study: dict, resume: bool) -> None:
                 + ")"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(file, json.dumps(study, indent=2).encode())
+    atomic_write(file, json.dumps(study, indent=2).encode())
 
 
 def _run_fold(
@@ -190,7 +221,8 @@ def _run_fold(
     resume: bool,
     progress: bool | None,
     quiet: bool,
-) -> Report:
+) -> tuple[Report, Tensor, Tensor]:
+    """The fold's test report, its ``(n, classes)`` test logits and ``(n,)`` targets."""
     meta = {
         "protocol": split.protocol,
         "fold": split.fold,
@@ -198,41 +230,83 @@ def _run_fold(
         "speaker_independent": split.speaker_independent,
     }
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
-    if folder is not None and resume and (folder / "predictions.json").exists():
-        saved = json.loads((folder / "predictions.json").read_text())
-        return _report(saved["true"], saved["pred"], saved["labels"], meta)
     test_set = corpus.subset(split.test)
-    result = train(
-        config,
-        corpus.subset(split.train),
-        out_dir=folder / "run" if folder is not None else None,
-        resume=resume and folder is not None,
-        progress=progress,
-        quiet=quiet,
-    )
-    model = result.model
-    _targets_for(model, test_set)  # a clear error for test labels the fold never trained on
+    saved_file = folder / "predictions.json" if folder is not None else None
+    if saved_file is not None and resume and saved_file.exists():
+        saved = json.loads(saved_file.read_text())
+        if "logits" in saved:
+            return _fold_result(saved, meta)
+        # Written before logits were saved: recompute them from the fold's final checkpoint.
+        model = load_model(folder / "run")
+    else:
+        model = train(
+            config,
+            corpus.subset(split.train),
+            out_dir=folder / "run" if folder is not None else None,
+            resume=resume and folder is not None,
+            progress=progress,
+            quiet=quiet,
+        ).model
+    targets_for(model, test_set)  # a clear error for test labels the fold never trained on
     logits = dataset_logits(
         model, test_set, device=next(model.parameters()).device, clip_seconds=config.clip_seconds
     )
-    true = [u.label for u in test_set.utterances]
-    pred = [model.labels[i] for i in logits.argmax(dim=1).tolist()]
-    report = _report(true, pred, list(model.labels), meta)
+    saved = {
+        "labels": list(model.labels),
+        "files": [str(u.path) for u in test_set.utterances],
+        "true": [u.label for u in test_set.utterances],
+        "pred": [model.labels[i] for i in logits.argmax(dim=1).tolist()],
+        "logits": [[round(x, 5) for x in row] for row in logits.tolist()],
+    }
+    report, logits, targets = _fold_result(saved, meta)
     if folder is not None:
         report.save(folder / "report")
-        predictions = {
-            "labels": list(model.labels),
-            "files": [str(u.path) for u in test_set.utterances],
-            "true": true,
-            "pred": pred,
-        }
-        _atomic_write(folder / "predictions.json", json.dumps(predictions).encode())
-    return report
+        atomic_write(saved_file, json.dumps(saved).encode())
+    return report, logits, targets
 
 
-def _report(true: list[str], pred: list[str], labels: list[str], meta: dict) -> Report:
+def _fold_result(saved: dict, meta: dict) -> tuple[Report, Tensor, Tensor]:
+    """Report, logits and targets of a fold's ``predictions.json`` content (the report's
+    ECE is that of the plain softmax: the cross-fitted temperature comes later)."""
+    labels = saved["labels"]
     index = {name: i for i, name in enumerate(labels)}
-    return Report.from_predictions([index[t] for t in true], [index[p] for p in pred], labels, meta)
+    logits = torch.tensor(saved["logits"], dtype=torch.float32).reshape(-1, len(labels))
+    targets = torch.tensor([index[t] for t in saved["true"]], dtype=torch.long)
+    pred = [index[p] for p in saved["pred"]]
+    report = Report.from_predictions(
+        targets, pred, labels, meta, scores=torch.softmax(logits.double(), dim=1)
+    )
+    return report, logits, targets
+
+
+def _cross_fit(
+    reports: list[Report], held_out: list[tuple[Tensor, Tensor]]
+) -> tuple[list[Calibration] | None, Calibration | None]:
+    """Per-fold calibration with the temperature fitted on the other folds, and the pooled
+    figures (see :class:`CVResult`)."""
+    if len(reports) < 2 or len({r.labels for r in reports}) != 1:
+        return None, None
+    per_fold, scaled = [], []
+    for k, (logits, targets) in enumerate(held_out):
+        others = [h for j, h in enumerate(held_out) if j != k]
+        temperature = fit_temperature(
+            torch.cat([o[0] for o in others]), torch.cat([o[1] for o in others])
+        )
+        per_fold.append(assess(logits, targets, temperature))
+        scaled.append(logits.double() / temperature)
+    all_logits = torch.cat([h[0] for h in held_out]).double()
+    all_targets = torch.cat([h[1] for h in held_out])
+    raw = assess(all_logits, all_targets, 1.0)
+    after = assess(torch.cat(scaled), all_targets, 1.0)
+    pooled = Calibration(
+        temperature=fit_temperature(all_logits, all_targets),
+        ece_before=raw.ece_before,
+        ece_after=after.ece_before,
+        nll_before=raw.nll_before,
+        nll_after=after.nll_before,
+        utterances=raw.utterances,
+    )
+    return per_fold, pooled
 
 
 def _pooled(reports: list[Report], labels: tuple[str, ...], protocol: str) -> Report:

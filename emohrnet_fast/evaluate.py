@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from emohrnet_fast.calibration import expected_calibration_error
+
 if TYPE_CHECKING:
     from emohrnet_fast.data.corpus import Corpus
 
@@ -36,6 +38,8 @@ class Report:
     recall: tuple[float, ...]  # per class; NaN when the class never occurs
     f1: tuple[float, ...]  # per class; NaN when precision or recall is
     support: tuple[int, ...]  # true examples per class
+    # Expected calibration error of the scores (emohrnet_fast.calibration); NaN: no scores given
+    ece: float = math.nan
     meta: dict = field(default_factory=dict)  # free-form: corpus, protocol, fold, config, ...
 
     @classmethod
@@ -45,9 +49,11 @@ class Report:
         y_pred: Sequence[int] | Tensor,
         labels: Sequence[str],
         meta: dict | None = None,
+        scores: Tensor | None = None,
     ) -> Report:
         """Metrics of integer predictions ``y_pred`` against ``y_true`` (both ``(N,)``, values in
-        ``[0, len(labels))``)."""
+        ``[0, len(labels))``); ``scores``, the ``(N, len(labels))`` probabilities behind them,
+        adds the expected calibration error."""
         true, pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
         k = len(labels)
         if k < 2:
@@ -76,6 +82,12 @@ class Report:
             p = precision[i] if predicted[i] else 0.0  # occurs, never predicted: F1 = 0
             f1.append(2 * p * recall[i] / (p + recall[i]) if p + recall[i] else 0.0)
         present = [i for i in range(k) if support[i]]
+        ece = math.nan
+        if scores is not None:
+            if not isinstance(scores, Tensor) or tuple(scores.shape) != (len(true), k):
+                shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
+                raise ValueError(f"scores: expected shape ({len(true)}, {k}), got {shape}")
+            ece = expected_calibration_error(scores, true)
         return cls(
             labels=tuple(labels),
             confusion=tuple(tuple(row) for row in confusion),
@@ -86,6 +98,7 @@ class Report:
             recall=tuple(recall),
             f1=tuple(f1),
             support=tuple(support),
+            ece=ece,
             meta=dict(meta or {}),
         )
 
@@ -102,9 +115,10 @@ class Report:
                 f"{pct(self.recall[i])} | {pct(self.f1[i])} |"
             )
         lines.append("")
+        calibration = "" if math.isnan(self.ece) else f", ECE {pct(self.ece)} %"
         lines.append(
             f"WA {pct(self.wa)} %, UA {pct(self.ua)} %, macro-F1 {pct(self.macro_f1)} % "
-            f"over {sum(self.support)} examples"
+            f"over {sum(self.support)} examples{calibration}"
         )
         absent = [name for name, s in zip(self.labels, self.support, strict=True) if s == 0]
         if absent:
@@ -119,9 +133,9 @@ class Report:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(asdict(self), indent=2, default=str, allow_nan=True)
-        _atomic_write(out / "report.json", payload.encode())
-        _atomic_write(out / "report.md", self.markdown().encode())
-        _atomic_write(out / "confusion.png", self._confusion_png())
+        atomic_write(out / "report.json", payload.encode())
+        atomic_write(out / "report.md", self.markdown().encode())
+        atomic_write(out / "confusion.png", self._confusion_png())
         return out
 
     def _confusion_png(self) -> bytes:
@@ -176,7 +190,7 @@ def _class_indices(name: str, values: Sequence[int] | Tensor) -> Tensor:
     return t.cpu().long()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -199,7 +213,8 @@ def evaluate(
     clip_seconds: float | None = None,
     meta: dict | None = None,
 ) -> Report:
-    """Classify every utterance of ``dataset`` and score it: WA, UA, macro-F1, per class.
+    """Classify every utterance of ``dataset`` and score it: WA, UA, macro-F1, per class, and
+    the expected calibration error of the model's scores (softmax of logits / temperature).
 
     Features are computed with the model's ``default_frontend`` (what it was trained on) and
     normalised by its ``input_norm``.
@@ -220,16 +235,20 @@ def evaluate(
     Returns:
         The :class:`Report` over the model's classes.
     """
-    labels, targets = _targets_for(model, dataset)
+    from emohrnet_fast.checkpoint import unwrap
+
+    labels, targets = targets_for(model, dataset)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     logits = dataset_logits(
         model, dataset, batch_size=batch_size, device=device, clip_seconds=clip_seconds
     )
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
-    return Report.from_predictions(targets, logits.argmax(dim=1).cpu(), labels, info)
+    temperature = float(getattr(unwrap(model), "temperature", 1.0))
+    scores = torch.softmax(logits / temperature, dim=1)
+    return Report.from_predictions(targets, logits.argmax(dim=1), labels, info, scores)
 
 
-def _targets_for(model: nn.Module, dataset: Corpus) -> tuple[tuple[str, ...], Tensor]:
+def targets_for(model: nn.Module, dataset: Corpus) -> tuple[tuple[str, ...], Tensor]:
     """The model's class names and the dataset's targets as indices into them."""
     labels = getattr(model, "labels", None)
     if labels is None:

@@ -172,10 +172,10 @@ class Timeline:
             start, end, label, score, *rest = row
             values = [f"{start:.3f}", f"{end:.3f}", label, f"{score:.6f}"]
             lines.append(",".join(values + [f"{v:.6f}" for v in rest]))
-        from emohrnet_fast.evaluate import _atomic_write
+        from emohrnet_fast.evaluate import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, ("\n".join(lines) + "\n").encode())
+        atomic_write(path, ("\n".join(lines) + "\n").encode())
         return path
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -215,10 +215,10 @@ class Timeline:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)
-        from emohrnet_fast.evaluate import _atomic_write
+        from emohrnet_fast.evaluate import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, buffer.getvalue())
+        atomic_write(path, buffer.getvalue())
         return path
 
 
@@ -248,9 +248,12 @@ class Predictor:
             chunks of this size); ``1`` runs every clip alone.
 
     Calling it (``predictor(audio, sample_rate)``) returns ``[{"label", "score"}, ...]``
-    sorted by score (softmax probability), highest first, for one clip, and a list of those
-    for a batch, a list of clips or a list of paths. See the module docstring for the input
-    rules and how clips are batched.
+    sorted by score, highest first, for one clip, and a list of those for a batch, a list of
+    clips or a list of paths. Scores are ``softmax(logits / model.temperature)``: calibrated
+    probabilities when the model's temperature was fitted on held-out speakers
+    (:func:`emohrnet_fast.calibrate`; the bundled model's card gives its ECE), plain softmax
+    (temperature 1) otherwise. See the module docstring for the input rules and how clips
+    are batched.
 
     Raises:
         ValueError: an unknown model name (the message lists the bundled ones), a bad
@@ -346,7 +349,7 @@ class Predictor:
         return logits[0] if single else logits
 
     def probabilities(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
-        """Softmax probabilities, shaped as :meth:`logits`."""
+        """Scores (softmax of logits / the model's temperature), shaped as :meth:`logits`."""
         probabilities, single = self._run(audio, sample_rate)
         return probabilities[0] if single else probabilities
 
@@ -407,7 +410,7 @@ class Predictor:
             labels=self.labels,
             starts=starts,
             ends=ends,
-            probabilities=torch.softmax(logits, dim=1),
+            probabilities=self._scores(logits),
             duration=length / rate,
             window_s=window / rate,
             hop_s=hop / rate,
@@ -416,7 +419,11 @@ class Predictor:
     # ------------------------------------------------------------------ internals
     def _run(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
         logits, single = self._logits(audio, sample_rate)
-        return torch.softmax(logits, dim=1), single
+        return self._scores(logits), single
+
+    def _scores(self, logits: Tensor) -> Tensor:
+        # Read each call: calibrate() on an in-memory model takes effect at once.
+        return torch.softmax(logits / float(getattr(self.model, "temperature", 1.0)), dim=1)
 
     def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
         clips, single = self._clips(audio, sample_rate, pad=True)

@@ -38,7 +38,7 @@ from emohrnet_fast._info import cuda_usable
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
-from emohrnet_fast.evaluate import Report, _atomic_write, _targets_for, dataset_logits
+from emohrnet_fast.evaluate import Report, atomic_write, dataset_logits, targets_for
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.losses import CenterLoss
 from emohrnet_fast.models.base import EmotionModel
@@ -299,7 +299,7 @@ class _Trainer:
             self._fit_input_norm()
         if self.run is not None and self.env.main:
             self.run.mkdir(parents=True, exist_ok=True)
-            _atomic_write(
+            atomic_write(
                 self.run / "train_config.json",
                 _json({"train_config": config.to_dict(), "labels": list(self.labels)}),
             )
@@ -471,7 +471,7 @@ class _Trainer:
             device=self.device,
             clip_seconds=self.config.clip_seconds,
         )
-        labels, targets = _targets_for(self.model, self.val_set)
+        labels, targets = targets_for(self.model, self.val_set)
         return Report.from_predictions(targets, logits.argmax(dim=1), labels)
 
     def _diverged_message(self, epoch: int, step: int) -> str:
@@ -519,7 +519,7 @@ class _Trainer:
         for old in checkpoint.epoch_dirs(self.run):
             if old not in keep:
                 shutil.rmtree(old, ignore_errors=True)
-        _atomic_write(self.run / "history.csv", _csv(self.history))
+        atomic_write(self.run / "history.csv", _csv(self.history))
 
     def _restore(self, resume: bool) -> int:
         """Load the last complete checkpoint; returns the epochs it had done."""

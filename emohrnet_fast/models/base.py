@@ -39,7 +39,8 @@ class InputNorm(nn.Module):
 class EmotionModel(nn.Module):
     """Base of every model: its config, class count, the features it expects
     (``default_frontend``, so training and inference compute the same ones), their
-    normalisation (``input_norm``) and, once trained, the class names (``labels``)."""
+    normalisation (``input_norm``), once trained the class names (``labels``) and, once
+    calibrated, the softmax ``temperature``."""
 
     uses_center_loss = False  # training adds the center loss on ``embedding`` when True
     uses_spec_augment = False  # TrainConfig(spec_augment="auto") masks its features when True
@@ -52,6 +53,8 @@ class EmotionModel(nn.Module):
         self.num_classes = num_classes
         self.default_frontend = config.frontend
         self.labels: tuple[str, ...] | None = None  # class i is labels[i]; set by training
+        # Scores are softmax(logits / temperature); 1 until emohrnet_fast.calibrate fits it.
+        self.temperature: float = 1.0
         self.input_norm = InputNorm()
 
     def classify(self, features: Tensor) -> Tensor:

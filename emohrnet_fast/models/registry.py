@@ -11,7 +11,13 @@ from torch import nn
 
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.models.centerloss_cnn import CenterLossCNN, CenterLossCNNConfig
-from emohrnet_fast.models.emohrnet import EMOHRNET_SMALL, EMOHRNET_W18, EMOHRNET_W32, EmoHRNet
+from emohrnet_fast.models.emohrnet import (
+    EMOHRNET_COMPACT,
+    EMOHRNET_SMALL,
+    EMOHRNET_W18,
+    EMOHRNET_W32,
+    EmoHRNet,
+)
 
 _PRESETS: dict[str, tuple[Callable[[Any, int], nn.Module], Any]] = {}
 
@@ -72,6 +78,7 @@ def create(name: str, num_classes: int, **overrides) -> nn.Module:
 
 
 register("emohrnet_small", EmoHRNet, EMOHRNET_SMALL)  # HRNet-W18-small-v1 widths: the default
+register("emohrnet_compact", EmoHRNet, EMOHRNET_COMPACT)  # half widths: the bundled-model size
 register("emohrnet_w18", EmoHRNet, EMOHRNET_W18)
 register("emohrnet_w32", EmoHRNet, EMOHRNET_W32)
 register(
