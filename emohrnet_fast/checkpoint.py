@@ -72,8 +72,10 @@ def save(
     model: nn.Module,
     meta: dict[str, Any],
     train_state: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (temp folder + rename); returns its path.
+    ``extra_files`` (name -> text, e.g. a model card) are written into it too.
 
     An existing folder of the same name is replaced only once the new one is complete.
 
@@ -95,6 +97,8 @@ def save(
         (temp / META_FILE).write_text(json.dumps(_jsonable(card), indent=2, allow_nan=True))
         if train_state is not None:
             torch.save(train_state, temp / STATE_FILE)
+        for file_name, text in (extra_files or {}).items():
+            (temp / file_name).write_text(text)
         for file in temp.iterdir():
             _fsync(file)
         if target.exists():

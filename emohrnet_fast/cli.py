@@ -483,7 +483,46 @@ def _parser() -> argparse.ArgumentParser:
         "bundled demo clips",
     )
     demo_cmd.set_defaults(run=_demo)
+
+    export_cmd = commands.add_parser(
+        "export",
+        parents=[common],
+        help="ship one fold's model of a finished cv study (calibrated, 16-bit, model card)",
+        description="Write fold --fold's final model of a finished cv study as a checkpoint "
+        "folder: temperature fitted on the other folds' test utterances, weights in --dtype, "
+        "the study's figures in checkpoint.json and MODEL_CARD.md.",
+    )
+    export_cmd.add_argument("study", type=Path, metavar="STUDY", help="cv --out folder")
+    export_cmd.add_argument("--fold", type=int, required=True, help="which fold's model")
+    export_cmd.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    export_cmd.add_argument(
+        "--dtype",
+        default="float16",
+        choices=("float16", "bfloat16", "float32"),
+        help="stored weights (default float16; loaded as float32)",
+    )
+    export_cmd.add_argument("--name", help="model name on the card")
+    export_cmd.add_argument("--licence-note", help="a line on the corpus's terms for the card")
+    export_cmd.set_defaults(run=_export)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from emohrnet_fast.checkpoint import MODEL_FILE
+    from emohrnet_fast.export import export_fold
+
+    existed = args.out.exists()
+    out = export_fold(
+        args.study,
+        args.fold,
+        args.out,
+        dtype=args.dtype,
+        name=args.name,
+        licence_note=args.licence_note,
+    )
+    size = (out / MODEL_FILE).stat().st_size / 1e6
+    print(f"{'replaced' if existed else 'wrote'} {out} ({size:.1f} MB of weights + MODEL_CARD.md)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,9 @@ Input rules, everywhere in this module:
   minimum, with a ``UserWarning``.
 
 The bundled model is ``emohrnet_fast/assets/default/`` (``model="default"``); its
-``checkpoint.json`` may hold a ``card`` object, ``{"name", "training_corpus", "loso_ua",
-"loso_wa"}`` (UA/WA as fractions in [0, 1]), which ``emohrnet-fast info`` summarises. Demo clips
+``checkpoint.json`` may hold a ``card`` object (:func:`emohrnet_fast.export.export_fold` writes
+it: ``name``, ``training_corpus``, ``protocol``, ``cv_ua``, ``cv_wa`` as fractions in [0, 1],
+...), which ``emohrnet-fast info`` summarises. Demo clips
 are ``emohrnet_fast/assets/demo/*.wav`` with ``labels.csv`` (``file,label,speaker``), read by
 :func:`demo_clips`.
 
@@ -805,7 +806,8 @@ def demo_clips(folder: str | os.PathLike | None = None) -> list[DemoClip]:
 def bundled_model_card() -> dict[str, Any] | None:
     """What ``emohrnet-fast info`` shows about the bundled model: ``None`` when there is
     none, else ``name``, ``model`` (architecture), ``labels``, ``path`` and, when
-    ``checkpoint.json`` has a ``card``, ``training_corpus``, ``loso_ua``, ``loso_wa``.
+    ``checkpoint.json`` has a ``card``, ``training_corpus``, ``protocol``, ``cv_ua``,
+    ``cv_wa``; ``temperature`` (1: uncalibrated).
 
     Raises:
         emohrnet_fast.checkpoint.CheckpointError: the bundled folder is incomplete.
@@ -820,8 +822,10 @@ def bundled_model_card() -> dict[str, Any] | None:
         "model": meta.get("model"),
         "labels": meta.get("labels"),
         "training_corpus": card.get("training_corpus"),
-        "loso_ua": card.get("loso_ua"),
-        "loso_wa": card.get("loso_wa"),
+        "protocol": card.get("protocol"),
+        "cv_ua": card.get("cv_ua"),
+        "cv_wa": card.get("cv_wa"),
+        "temperature": meta.get("temperature", 1.0),
         "path": str(folder),
     }
 
@@ -837,11 +841,13 @@ def card_summary(card: dict[str, Any] | None) -> str:
         parts.append(f"trained on {card['training_corpus']}")
     scores = [
         f"{name} {100 * float(card[key]):.1f} %"
-        for name, key in (("UA", "loso_ua"), ("WA", "loso_wa"))
+        for name, key in (("UA", "cv_ua"), ("WA", "cv_wa"))
         if isinstance(card.get(key), int | float)
     ]
     if scores:
-        parts.append("LOSO " + ", ".join(scores))
+        parts.append(f"{str(card.get('protocol') or 'cv').upper()} " + ", ".join(scores))
+    if card.get("temperature", 1.0) != 1.0:
+        parts.append(f"calibrated (T {float(card['temperature']):.2f})")
     return ", ".join(parts)
 
 

@@ -62,8 +62,9 @@ def bundled(run, tmp_path, monkeypatch) -> Path:
     meta["card"] = {
         "name": "tiny-test",
         "training_corpus": "EmoDB (4 speakers)",
-        "loso_ua": 0.5125,
-        "loso_wa": 0.55,
+        "protocol": "loso",
+        "cv_ua": 0.5125,
+        "cv_wa": 0.55,
     }
     (folder / checkpoint.META_FILE).write_text(json.dumps(meta))
     monkeypatch.setattr(checkpoint, "BUNDLED_DIR", folder)

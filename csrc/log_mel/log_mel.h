@@ -4,6 +4,7 @@
 // Every pointer is validated by the Python layer (emohrnet_fast/ops/log_mel.py) before it
 // gets here: dtypes, devices, contiguity and sizes are the caller's contract.
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -72,7 +73,12 @@ EF_HD int64_t reflect_index(int64_t i, int64_t length) {
 // |X|^power of one bin.
 EF_HD float bin_power(float re, float im, int power) {
   const float sq = re * re + im * im;
-  return power == 2 ? sq : sqrtf(sq);
+  if (power == 2) return sq;
+  // re^2 + im^2 overflows for |X| > ~1.8e19 although |X| itself fits in a float: only then
+  // take the (slower, rescaling) hypot, so the usual bin stays one sqrt and NaN/Inf bins
+  // (non-finite parts fail the test) still come out NaN/Inf as before.
+  if (sq > FLT_MAX && fabsf(re) <= FLT_MAX && fabsf(im) <= FLT_MAX) return hypotf(re, im);
+  return sqrtf(sq);
 }
 
 EF_HD float to_output_scale(float x, const Params& p) {

@@ -1,0 +1,100 @@
+"""Exporting a fold's model from a study (calibrated, 16-bit, model card), and the bundled model
+that was made that way."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from train_fixtures import TINY, tiny_corpus
+
+import emohrnet_fast as ef
+from emohrnet_fast import checkpoint
+from emohrnet_fast.cli import main
+from emohrnet_fast.export import CARD_FILE, export_fold
+
+ONE_EPOCH = TINY.replace(epochs=1)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    corpus = tiny_corpus(folder)
+    result = ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=folder / "study", quiet=True)
+    return folder / "study", result, corpus
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
+    folder, result, _ = study
+    out = export_fold(folder, 2, tmp_path / "model", dtype=dtype)
+    source = ef.load_model(folder / "fold-02" / "run")
+    model = ef.load_model(out)
+    assert model.temperature == pytest.approx(result.fold_calibration[2].temperature)
+    assert model.labels == source.labels
+    assert next(model.parameters()).dtype == torch.float32  # stored 16-bit, loaded float32
+    stored = {
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "float32": torch.float32,
+    }[dtype]
+    from safetensors.torch import load_file
+
+    weights = load_file(str(out / checkpoint.MODEL_FILE))
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {stored}
+    features = torch.randn(3, 1, 40, 40)
+    tolerance = {"float32": 1e-6, "float16": 2e-2, "bfloat16": 1e-1}[dtype]
+    torch.testing.assert_close(
+        model.classify(features), source.classify(features), atol=tolerance, rtol=tolerance
+    )
+    card = checkpoint.read_meta(out)["card"]
+    fold = json.loads((folder / "summary.json").read_text())["per_fold"][2]
+    assert card["held_out_fold"]["test_groups"] == fold["test_groups"]
+    assert card["cv_ua"] == pytest.approx(result.mean["ua"])
+    assert card["weights_dtype"] == dtype and card["protocol"] == "loso"
+    text = (out / CARD_FILE).read_text()
+    assert f"UA {100 * result.mean['ua']:.1f} %" in text
+    assert f"T = {result.fold_calibration[2].temperature:.3f}" in text
+    assert "emohrnet-fast cv --corpus emodb" in text and "--epochs 1" in text
+    assert "(and TrainConfig" in text  # the tiny model's overrides have no CLI flag
+
+
+def test_export_cli_and_its_errors(study, tmp_path, capsys):
+    folder, _, _ = study
+    out = tmp_path / "model"
+    assert main(["export", str(folder), "--fold", "0", "--out", str(out), "--name", "x"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
+    assert checkpoint.read_meta(out)["card"]["name"] == "x"
+    assert main(["export", str(folder), "--fold", "0", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"replaced {out}")
+    cases = [
+        (["export", str(tmp_path / "nothing"), "--fold", "0"], "no summary.json"),
+        (["export", str(folder), "--fold", "9"], r"fold=9: the study .* ran folds \[0, 1, 2, 3\]"),
+    ]
+    for argv, pattern in cases:
+        assert main([*argv, "--out", str(tmp_path / "y")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(pattern, err), err
+    with pytest.raises(ValueError, match="dtype='int8'"):
+        export_fold(folder, 0, tmp_path / "z", dtype="int8")
+
+
+def test_a_study_without_calibration_cannot_be_exported(study, tmp_path):
+    _, _, corpus = study
+    ef.cross_validate(ONE_EPOCH, corpus, "loso", folds=[1], out_dir=tmp_path / "s", quiet=True)
+    with pytest.raises(ValueError, match="has no calibration"):
+        export_fold(tmp_path / "s", 1, tmp_path / "model")
+
+
+def test_the_bundled_model_fits_the_package_budget():
+    folder = checkpoint.BUNDLED_DIR
+    if not (folder / checkpoint.META_FILE).is_file():
+        pytest.skip("this installation bundles no model")
+    assert (folder / checkpoint.MODEL_FILE).stat().st_size <= 10 * 2**20
+    meta = checkpoint.read_meta(folder)
+    assert meta["temperature"] > 0 and meta["card"]["cv_ua"] > 0.5
+    assert (folder / CARD_FILE).is_file()
+    model = ef.load_model("default")
+    assert model.temperature == meta["temperature"]
