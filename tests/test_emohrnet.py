@@ -38,11 +38,18 @@ def test_shapes_for_any_frame_count(device, frames):
     assert out.reconstruction is None
 
 
-@pytest.mark.parametrize("name", ["emohrnet_w18", "emohrnet_w32"])
-def test_larger_presets_run_on_odd_sizes(name):
+@pytest.mark.parametrize("name", ["emohrnet_compact", "emohrnet_w18", "emohrnet_w32"])
+def test_other_presets_run_on_odd_sizes(name):
     model = models.create(name, num_classes=4).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 64, 101)).logits.shape == (1, 4)
+
+
+def test_compact_preset_fits_the_bundled_model_budget():
+    model = models.create("emohrnet_compact", num_classes=7)
+    weights = sum(t.numel() for t in model.state_dict().values())
+    assert weights * 2 <= 10 * 2**20  # <= 10 MB stored in 16 bits (emohrnet-fast export)
+    assert model.embedding_dim == 128
 
 
 def test_parameter_counts_match_the_hrnet_presets():

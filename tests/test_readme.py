@@ -43,7 +43,7 @@ def test_readme_cli_commands_run(tmp_path):
     section = text[text.index("## Train and evaluate") :]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line for line in block.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 3 + ["torchrun"]
+    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 4 + ["torchrun"]
     root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
     cache = ["--quiet", "--cache-dir", str(tmp_path / "cache")]
     for line in lines:
@@ -52,19 +52,25 @@ def test_readme_cli_commands_run(tmp_path):
         command = argv[argv.index("-m") + 2] if argv[0] == "torchrun" else argv[1]
         short = {
             "train": ["--epochs", "1", "--clip-seconds", "0.5"],
-            "cv": ["--epochs", "1", "--clip-seconds", "0.5", "--folds", "0"],
+            "cv": ["--epochs", "1", "--clip-seconds", "0.5", "--folds", "0,1"],
             "evaluate": [],
+            "export": [],
         }[command]
         if argv[0] == "torchrun":
             runner = [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
         else:
             runner = [sys.executable, "-m", "emohrnet_fast", *argv[1:]]
         result = subprocess.run(
-            [*runner, *short, *cache], cwd=tmp_path, capture_output=True, text=True, timeout=300
+            [*runner, *short, *(cache if command != "export" else cache[:1])],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
     assert (tmp_path / "runs" / "hr-small" / "report" / "confusion.png").exists()
     assert (tmp_path / "runs" / "loso-hr-small" / "summary.md").exists()
+    assert (tmp_path / "runs" / "hr-small-speaker03-unheard" / "MODEL_CARD.md").exists()
     assert (tmp_path / "runs" / "ddp" / "checkpoints").is_dir()
 
 
