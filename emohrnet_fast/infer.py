@@ -39,9 +39,12 @@ it: ``name``, ``training_corpus``, ``protocol``, ``cv_ua``, ``cv_wa`` as fractio
 are ``emohrnet_fast/assets/demo/*.wav`` with ``labels.csv`` (``file,label,speaker``), read by
 :func:`demo_clips`.
 
-TODO: CUDA graphs for fixed shapes (the timeline's windows and repeated same-length calls):
-capture ``frontend + model`` per (batch, length) on a side stream and replay; the kernels are
-capture-safe (DESIGN.md). Not done yet: eager launches are what runs now.
+On CUDA, a forward pass whose ``(clips, samples)`` shape was already run once is captured
+as a CUDA graph (front-end + model, after a warm-up on a side stream) and replayed from then
+on: the models are launch-bound (many small convolutions), and one replay replaces hundreds of
+launches. Shapes seen once run eagerly, so one-off lengths pay no capture; the
+``_GRAPH_CACHE`` most recently used graphs are kept. ``Predictor(cuda_graphs=False)`` turns
+this off.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_DIR = ASSETS / "demo"
 DEMO_LABELS = "labels.csv"
 _CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
+_GRAPH_CACHE = 8  # CUDA graphs a Predictor keeps (one per (clips, samples) shape)
 
 AudioInput = Any  # path | array | tensor | list of those; see the module docstring
 
@@ -247,6 +251,8 @@ class Predictor:
             for CUDA; also allowed on the CPU). Features are always computed in float32.
         batch_size: most clips per forward pass (a bucket of equal-length clips is split into
             chunks of this size); ``1`` runs every clip alone.
+        cuda_graphs: on CUDA, capture a shape's forward pass as a CUDA graph the second time
+            it runs and replay it after that (see the module docstring); ignored on the CPU.
 
     Calling it (``predictor(audio, sample_rate)``) returns ``[{"label", "score"}, ...]``
     sorted by score, highest first, for one clip, and a list of those for a batch, a list of
@@ -271,6 +277,7 @@ class Predictor:
         precision: Precision = "fp32",
         *,
         batch_size: int = 64,
+        cuda_graphs: bool = True,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={precision!r}: expected 'fp32' or 'bf16'")
@@ -298,6 +305,10 @@ class Predictor:
 
         self.precision = precision
         self.batch_size = batch_size
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self._shapes_seen: set[tuple[int, ...]] = set()
+        # shape -> (graph, static input, static logits), least recently used first
+        self._graphs: OrderedDict[tuple[int, ...], tuple[Any, Tensor, Tensor]] = OrderedDict()
         plain = self.model
         self.labels: tuple[str, ...] = (
             tuple(plain.labels)
@@ -450,19 +461,61 @@ class Predictor:
             with torch.inference_mode():
                 for chunk in rows.split(self.batch_size):
                     batch = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
-                    features = self.frontend(batch).unsqueeze(1)
-                    with torch.autocast(
-                        self.device.type,
-                        dtype=torch.bfloat16,
-                        enabled=self.precision == "bf16",
-                    ):
-                        logits = model.classify(features)
+                    shape = tuple(batch.shape)
+                    if self.cuda_graphs and shape in self._shapes_seen:
+                        logits = self._replay(batch)
+                    else:
+                        self._shapes_seen.add(shape)
+                        logits = self._classify(batch)
                     out.append(logits.float().cpu())
         finally:
             model.train(was_training)
         if not out:
             return torch.empty(0, len(self.labels))
         return torch.cat(out)
+
+    def _classify(self, batch: Tensor) -> Tensor:
+        """``(clips, samples)`` float32 on the device -> logits (front-end + model)."""
+        features = self.frontend(batch).unsqueeze(1)
+        # No autocast weight cache: a graph must not keep casts made outside its capture.
+        with torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.precision == "bf16",
+            cache_enabled=False,
+        ):
+            return self.model.classify(features)
+
+    def _replay(self, batch: Tensor) -> Tensor:
+        """:meth:`_classify` through the CUDA graph of ``batch``'s shape (captured now if
+        needed); the result is the graph's own output buffer, valid until the next replay."""
+        shape = tuple(batch.shape)
+        entry = self._graphs.get(shape)
+        if entry is None:
+            entry = self._capture(batch)
+            self._graphs[shape] = entry
+            if len(self._graphs) > _GRAPH_CACHE:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(shape)
+        graph, static_in, static_out = entry
+        static_in.copy_(batch)
+        graph.replay()
+        return static_out
+
+    def _capture(self, batch: Tensor) -> tuple[Any, Tensor, Tensor]:
+        static_in = batch.clone()
+        stream = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(stream)
+        with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside capture
+            for _ in range(2):
+                self._classify(static_in)
+        stream.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            static_out = self._classify(static_in)
+        return graph, static_in, static_out
 
     def _clips(
         self, audio: AudioInput, sample_rate: int | None, *, pad: bool
