@@ -280,7 +280,7 @@ def dataset_logits(
 ) -> Tensor:
     """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order."""
     from emohrnet_fast.checkpoint import unwrap
-    from emohrnet_fast.features import FrontEnd
+    from emohrnet_fast.infer import Predictor
 
     if dataset.waveforms is None:
         raise ValueError(f"dataset {dataset.name!r}: no waveforms loaded (load_audio=True)")
@@ -297,23 +297,20 @@ def dataset_logits(
             f"sample_rate={frontend_config.sample_rate}"
         )
     device = torch.device(device)
-    frontend = FrontEnd(frontend_config).to(device)
+    # Graphs off: a one-off pass over a dataset gains little, and training calls this each
+    # epoch with weights that change under it.
+    predictor = Predictor(plain, device=device, batch_size=batch_size, cuda_graphs=False)
     waveforms = dataset.waveforms.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        if clip_seconds is not None:
-            clip = max(1, round(clip_seconds * dataset.sample_rate))
-            order = torch.arange(len(dataset))
-            windows = [(chunk, clip) for chunk in order.split(batch_size)]
-        else:  # similar lengths together, so little padding
-            lengths = dataset.waveforms.lengths
-            order = torch.argsort(lengths, stable=True)
-            windows = [(chunk, int(lengths[chunk].max())) for chunk in order.split(batch_size)]
-        out = torch.empty(len(dataset), plain.num_classes)
-        for chunk, width in windows:
-            batch, _ = waveforms.crops(chunk.to(device), width, 0.5)
-            out[chunk] = plain.classify(frontend(batch).unsqueeze(1)).float().cpu()
-        return out
-    finally:
-        model.train(was_training)
+    if clip_seconds is not None:
+        clip = max(1, round(clip_seconds * dataset.sample_rate))
+        order = torch.arange(len(dataset))
+        windows = [(chunk, clip) for chunk in order.split(batch_size)]
+    else:  # similar lengths together, so little padding
+        lengths = dataset.waveforms.lengths
+        order = torch.argsort(lengths, stable=True)
+        windows = [(chunk, int(lengths[chunk].max())) for chunk in order.split(batch_size)]
+    out = torch.empty(len(dataset), plain.num_classes)
+    for chunk, width in windows:
+        batch, _ = waveforms.crops(chunk.to(device), width, 0.5)
+        out[chunk] = predictor.batch_logits(batch)  # eval mode inside; training mode restored
+    return out

@@ -415,7 +415,7 @@ class Predictor:
         if window < self.min_samples:
             _warn_short(f"each {window / rate:g}-s window is", window, self)
             windows = torch.nn.functional.pad(windows, (0, self.min_samples - window))
-        logits = self._forward_rows(windows)
+        logits = self.batch_logits(windows)
         starts = torch.arange(count, dtype=torch.float64) * hop / rate
         ends = torch.clamp(starts + window / rate, max=length / rate)
         return Timeline(
@@ -447,12 +447,14 @@ class Predictor:
             members = buckets[length]
             devices = {clips[i].device for i in members}
             home = devices.pop() if len(devices) == 1 else self.device  # stack, then copy once
-            out[members] = self._forward_rows(torch.stack([clips[i].to(home) for i in members]))
+            out[members] = self.batch_logits(torch.stack([clips[i].to(home) for i in members]))
         return out, single
 
-    def _forward_rows(self, rows: Tensor) -> Tensor:
-        """``(clips, time)`` equal-length waveforms on any device -> ``(clips, n_classes)``
-        float32 logits on the CPU, ``batch_size`` rows per forward pass."""
+    def batch_logits(self, rows: Tensor) -> Tensor:
+        """``(clips, samples)`` equal-length float waveforms, already at the model's rate, on
+        any device -> ``(clips, n_classes)`` float32 logits on the CPU, ``batch_size`` rows
+        per forward pass. No input checks, resampling or padding: the fast path for callers
+        that did those (evaluation, timelines)."""
         model = self.model
         was_training = model.training
         model.eval()
