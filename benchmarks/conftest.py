@@ -95,6 +95,7 @@ class Timer:
         floor_bytes: int = 0,
         baseline: bool = False,
         repeat: int = 1,
+        rounds: int = 5,
     ):
         if self.device == "cuda":
 
@@ -109,7 +110,7 @@ class Timer:
         self.benchmark.extra_info.update(
             impl=impl, audio_seconds=audio_seconds, clips=clips, repeat=repeat
         )
-        self.benchmark.pedantic(run, rounds=5, warmup_rounds=1, iterations=1)
+        self.benchmark.pedantic(run, rounds=rounds, warmup_rounds=1, iterations=1)
         stats = self.benchmark.stats
         if stats is None:  # --benchmark-disable: ran once, nothing measured
             return

@@ -60,3 +60,113 @@ def test_single_clip_latency(timer, device, name, impl):
         baseline=impl == "eager",
         repeat=5,
     )
+
+
+def _eager_features(config, device: str):
+    """The front-end a user would write instead: torchaudio where it is installed (the CUDA
+    machine), else ``torch.stft`` + Mel matmul + dB (+ DCT), our pure-PyTorch reference."""
+    try:
+        import torchaudio
+    except ImportError:
+        return (lambda wave: reference.log_mel(wave, config, check=False)), "torch.stft + matmul"
+    melkwargs = dict(
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        f_min=config.f_min,
+        mel_scale=config.mel_scale,
+        norm=config.norm,
+    )
+    if config.n_mfcc:
+        mfcc = torchaudio.transforms.MFCC(
+            config.sample_rate, n_mfcc=config.n_mfcc, melkwargs=melkwargs
+        ).to(device)
+        return mfcc, "torchaudio MFCC"
+    mel = torchaudio.transforms.MelSpectrogram(config.sample_rate, **melkwargs).to(device)
+    to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=config.top_db).to(device)
+    return (lambda wave: to_db(mel(wave))), "torchaudio MelSpectrogram + AmplitudeToDB"
+
+
+BATCH = 256
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["default", "emohrnet_small"])
+@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager"])
+def test_batch_throughput(timer, device, name, impl):
+    """B=256 2-s clips, waveform in, probabilities out (the issue's H100 throughput bar)."""
+    if device == "cpu" and (name != "default" or impl == "Predictor bf16"):
+        pytest.skip("CPU: the bundled model in float32 only (EmoHRNet B=256 takes minutes)")
+    model, eager = _models(name, device)
+    rate = model.default_frontend.sample_rate
+    batch = torch.randn(BATCH, int(CLIP_SECONDS * rate), device=device) * 0.1
+    if impl.startswith("Predictor"):
+        precision = "bf16" if impl.endswith("bf16") else "fp32"
+        predictor = Predictor(model, device=device, precision=precision, batch_size=BATCH)
+
+        def run():
+            predictor.probabilities(batch, rate)
+
+        label = impl + (" (CUDA graph)" if predictor.cuda_graphs else "")
+    else:
+        features, frontend = _eager_features(model.default_frontend, device)
+
+        def run():
+            with torch.inference_mode():
+                eager(features(batch).unsqueeze(1)).logits.softmax(dim=-1).cpu()
+
+        label = f"eager ({frontend} + model)"
+    for _ in range(2):  # the second call captures the CUDA graph
+        run()
+    timer(
+        run,
+        workload=f"predict {BATCH} x {CLIP_SECONDS:g}-s clips, {name}",
+        impl=label,
+        audio_seconds=BATCH * CLIP_SECONDS,
+        clips=BATCH,
+        baseline=impl == "eager",
+        rounds=3,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["default", "emohrnet_small"])
+@pytest.mark.parametrize("impl", ["Predictor.timeline", "eager"])
+def test_timeline_one_hour(timer, request, device, name, impl):
+    """Emotion timeline over one hour of audio (2-s windows, 0.5-s hop: 7 197 windows); one
+    minute in the smoke run (``--benchmark-disable``)."""
+    if device == "cpu" and name != "default":
+        pytest.skip("CPU: the bundled model only (EmoHRNet over an hour takes many minutes)")
+    smoke = request.config.getoption("benchmark_disable")
+    seconds = 60.0 if smoke else 3600.0
+    model, eager = _models(name, device)
+    rate = model.default_frontend.sample_rate
+    audio = torch.randn(int(seconds * rate), device=device) * 0.1
+    window, hop = int(2.0 * rate), int(0.5 * rate)
+    if impl == "Predictor.timeline":
+        predictor = Predictor(model, device=device)
+
+        def run():
+            predictor.timeline(audio, rate, window_s=2.0, hop_s=0.5)
+
+        frontend = ""
+    else:
+        features, frontend = _eager_features(model.default_frontend, device)
+
+        def run():  # the same windows, batched by 64, what a user would write around the model
+            with torch.inference_mode():
+                windows = audio.unfold(0, window, hop)
+                out = [
+                    eager(features(chunk).unsqueeze(1)).logits.softmax(dim=-1).cpu()
+                    for chunk in windows.split(64)
+                ]
+                torch.cat(out)
+
+    timer(
+        run,
+        workload=f"timeline over {seconds / 60:g} min of audio, {name}",
+        impl=impl if impl != "eager" else f"eager windows, batches of 64 ({frontend} + model)",
+        audio_seconds=seconds,
+        baseline=impl == "eager",
+        rounds=1,
+    )

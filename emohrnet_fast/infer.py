@@ -536,8 +536,12 @@ class Predictor:
                 )
             single = audio.ndim == 1
             samples = _as_float("audio", audio)
-            rows = [samples] if single else list(samples.unbind(0))
-            clips = [_checked(f"clip {i}", row, sample_rate, rate) for i, row in enumerate(rows)]
+            if single:
+                clips = [_checked("clip 0", samples, sample_rate, rate)]
+            elif samples.shape[0] == 0:
+                clips = []
+            else:  # validated and resampled as one tensor: one host sync, not one per row
+                clips = list(_checked(None, samples, sample_rate, rate).unbind(0))
         elif isinstance(audio, list | tuple):
             single, clips = False, []
             for i, item in enumerate(audio):
@@ -642,8 +646,9 @@ def _as_float(what: str, samples: np.ndarray | Tensor) -> Tensor:
     return samples.detach().to(torch.float32)  # stays on its device (resample copes)
 
 
-def _checked(what: str, clip: Tensor, sample_rate: int | None, target: int) -> Tensor:
-    """One float32 clip, validated and resampled to ``target`` Hz."""
+def _checked(what: str | None, clip: Tensor, sample_rate: int | None, target: int) -> Tensor:
+    """One float32 clip ``(time,)``, or with ``what=None`` a batch ``(clips, time)`` (errors
+    name the clip), validated and resampled to ``target`` Hz."""
     if sample_rate is None:
         raise ValueError(
             "sample_rate is required for arrays and tensors (their rate in Hz; the "
@@ -653,9 +658,12 @@ def _checked(what: str, clip: Tensor, sample_rate: int | None, target: int) -> T
         raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
-    if clip.numel() == 0:
-        raise ValueError(f"{what}: empty (0 samples)")
-    if not bool(torch.isfinite(clip).all()):
+    if clip.shape[-1] == 0:
+        raise ValueError(f"{what or 'clip 0'}: empty (0 samples)")
+    finite = torch.isfinite(clip).all(dim=-1)
+    if not bool(finite.all()):
+        if what is None:
+            what = f"clip {int((~finite).nonzero()[0, 0])}"
         raise ValueError(f"{what}: non-finite samples (NaN or Inf)")
     return _audio.resample(clip, int(sample_rate), target)
 
