@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BATCHES, CLIP_SECONDS, SAMPLE_RATE, SHAPES
+from conftest import BATCHES, CLIP_SECONDS, SAMPLE_RATE, SHAPES, torchaudio_frontend
 from ef_testing import DEVICES, HAS_CUDA
 
 from emohrnet_fast import FrontEndConfig
@@ -92,23 +92,13 @@ def test_librosa(timer, device, batch, n_fft, hop, n_mels):
 @pytest.mark.parametrize("device", ["cuda"])
 @pytest.mark.parametrize("batch,n_fft,hop,n_mels", WORKLOADS)
 def test_torchaudio(timer, device, batch, n_fft, hop, n_mels):
-    torchaudio = pytest.importorskip("torchaudio")
+    pytest.importorskip("torchaudio")
     config, x, name, audio = _workload(batch, n_fft, hop, n_mels, device)
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=config.sample_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        f_min=config.f_min,
-        mel_scale=config.mel_scale,
-        norm=config.norm,
-        power=config.power,
-    ).to(device)
-    to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=config.top_db).to(device)
+    features, impl = torchaudio_frontend(config, device)
     timer(
-        lambda: to_db(mel(x)),
+        lambda: features(x),
         workload=name,
-        impl="torchaudio MelSpectrogram + AmplitudeToDB",
+        impl=impl,
         audio_seconds=audio,
         baseline=True,
         repeat=_cuda_repeat(batch),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import torchaudio_frontend
 from ef_testing import DEVICES
 
 from emohrnet_fast import load_model, models
@@ -65,26 +66,10 @@ def test_single_clip_latency(timer, device, name, impl):
 def _eager_features(config, device: str):
     """The front-end a user would write instead: torchaudio where it is installed (the CUDA
     machine), else ``torch.stft`` + Mel matmul + dB (+ DCT), our pure-PyTorch reference."""
-    try:
-        import torchaudio
-    except ImportError:
-        return (lambda wave: reference.log_mel(wave, config, check=False)), "torch.stft + matmul"
-    melkwargs = dict(
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        f_min=config.f_min,
-        mel_scale=config.mel_scale,
-        norm=config.norm,
+    return torchaudio_frontend(config, device) or (
+        (lambda wave: reference.log_mel(wave, config, check=False)),
+        "torch.stft + matmul",
     )
-    if config.n_mfcc:
-        mfcc = torchaudio.transforms.MFCC(
-            config.sample_rate, n_mfcc=config.n_mfcc, melkwargs=melkwargs
-        ).to(device)
-        return mfcc, "torchaudio MFCC"
-    mel = torchaudio.transforms.MelSpectrogram(config.sample_rate, **melkwargs).to(device)
-    to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=config.top_db).to(device)
-    return (lambda wave: to_db(mel(wave))), "torchaudio MelSpectrogram + AmplitudeToDB"
 
 
 BATCH = 256

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import torchaudio_frontend
 from ef_testing import DEVICES
 
 from emohrnet_fast import TrainConfig
@@ -103,27 +104,17 @@ def _features_and_masks(device: str):
     """torchaudio on CUDA; its eager equivalent on CPU (no CPU torchaudio here)."""
     model_frontend = create("emohrnet_small", len(LABELS)).default_frontend
     policy = SpecAugment()
-    try:
+    found = torchaudio_frontend(model_frontend, device)
+    if found is not None:
         import torchaudio
-    except ImportError:
-        torchaudio = None
-    if torchaudio is not None:
-        c = model_frontend
-        mel = torchaudio.transforms.MelSpectrogram(
-            c.sample_rate,
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            n_mels=c.n_mels,
-            mel_scale=c.mel_scale,
-            norm=c.norm,
-        ).to(device)
-        to_db = torchaudio.transforms.AmplitudeToDB(top_db=c.top_db)
+
+        log_mel, _ = found
         freq = torchaudio.transforms.FrequencyMasking(policy.freq_width, iid_masks=True)
-        frames = c.num_frames(int(CLIP_SECONDS * RATE))
+        frames = model_frontend.num_frames(int(CLIP_SECONDS * RATE))
         time = torchaudio.transforms.TimeMasking(policy.max_time_width(frames), iid_masks=True)
 
         def features(wave):
-            x = to_db(mel(wave)).unsqueeze(1)
+            x = log_mel(wave).unsqueeze(1)
             for _ in range(policy.freq_masks):
                 x = freq(x)
             for _ in range(policy.time_masks):
