@@ -134,7 +134,7 @@ def test_timeline_one_hour(timer, request, device, name, impl):
         def run():
             predictor.timeline(audio, rate, window_s=2.0, hop_s=0.5)
 
-        frontend = ""
+        label = impl
     else:
         features, frontend = _eager_features(model.default_frontend, device)
 
@@ -147,10 +147,12 @@ def test_timeline_one_hour(timer, request, device, name, impl):
                 ]
                 torch.cat(out)
 
+        label = f"eager windows, batches of 64 ({frontend} + model)"
+
     timer(
         run,
         workload=f"timeline over {seconds / 60:g} min of audio, {name}",
-        impl=impl if impl != "eager" else f"eager windows, batches of 64 ({frontend} + model)",
+        impl=label,
         audio_seconds=seconds,
         baseline=impl == "eager",
         rounds=1,

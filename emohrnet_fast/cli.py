@@ -484,6 +484,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo_cmd.set_defaults(run=_demo)
 
+    from emohrnet_fast.export import DTYPES
+
     export_cmd = commands.add_parser(
         "export",
         parents=[common],
@@ -498,7 +500,7 @@ def _parser() -> argparse.ArgumentParser:
     export_cmd.add_argument(
         "--dtype",
         default="float16",
-        choices=("float16", "bfloat16", "float32"),
+        choices=tuple(DTYPES),
         help="stored weights (default float16; loaded as float32)",
     )
     export_cmd.add_argument("--name", help="model name on the card")

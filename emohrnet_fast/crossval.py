@@ -20,12 +20,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from emohrnet_fast.calibration import Calibration, assess, fit_temperature
+from emohrnet_fast._files import atomic_write
+from emohrnet_fast.calibration import (
+    Calibration,
+    assess,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
 from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
-from emohrnet_fast.evaluate import Report, atomic_write, dataset_logits, targets_for
+from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
 from emohrnet_fast.train import train
 
 _METRICS = ("wa", "ua", "macro_f1")
@@ -230,7 +237,6 @@ def _run_fold(
         "speaker_independent": split.speaker_independent,
     }
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
-    test_set = corpus.subset(split.test)
     saved_file = folder / "predictions.json" if folder is not None else None
     if saved_file is not None and resume and saved_file.exists():
         saved = json.loads(saved_file.read_text())
@@ -247,6 +253,7 @@ def _run_fold(
             progress=progress,
             quiet=quiet,
         ).model
+    test_set = corpus.subset(split.test)
     targets_for(model, test_set)  # a clear error for test labels the fold never trained on
     logits = dataset_logits(
         model, test_set, device=next(model.parameters()).device, clip_seconds=config.clip_seconds
@@ -286,25 +293,23 @@ def _cross_fit(
     figures (see :class:`CVResult`)."""
     if len(reports) < 2 or len({r.labels for r in reports}) != 1:
         return None, None
-    per_fold, scaled = [], []
+    per_fold, scaled_folds = [], []
     for k, (logits, targets) in enumerate(held_out):
         others = [h for j, h in enumerate(held_out) if j != k]
         temperature = fit_temperature(
             torch.cat([o[0] for o in others]), torch.cat([o[1] for o in others])
         )
         per_fold.append(assess(logits, targets, temperature))
-        scaled.append(logits.double() / temperature)
-    all_logits = torch.cat([h[0] for h in held_out]).double()
-    all_targets = torch.cat([h[1] for h in held_out])
-    raw = assess(all_logits, all_targets, 1.0)
-    after = assess(torch.cat(scaled), all_targets, 1.0)
+        scaled_folds.append(logits.double() / temperature)
+    raw, scaled = torch.cat([h[0] for h in held_out]).double(), torch.cat(scaled_folds)
+    targets = torch.cat([h[1] for h in held_out])
     pooled = Calibration(
-        temperature=fit_temperature(all_logits, all_targets),
-        ece_before=raw.ece_before,
-        ece_after=after.ece_before,
-        nll_before=raw.nll_before,
-        nll_after=after.nll_before,
-        utterances=raw.utterances,
+        temperature=fit_temperature(raw, targets),
+        ece_before=expected_calibration_error(torch.softmax(raw, dim=1), targets),
+        ece_after=expected_calibration_error(torch.softmax(scaled, dim=1), targets),
+        nll_before=negative_log_likelihood(raw, targets),
+        nll_after=negative_log_likelihood(scaled, targets),
+        utterances=int(targets.numel()),
     )
     return per_fold, pooled
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from emohrnet_fast._files import atomic_write
 from emohrnet_fast.calibration import expected_calibration_error
 
 if TYPE_CHECKING:
@@ -190,20 +190,6 @@ def _class_indices(name: str, values: Sequence[int] | Tensor) -> Tensor:
     return t.cpu().long()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluate(
     model: nn.Module,
     dataset: Corpus,
@@ -243,8 +229,7 @@ def evaluate(
         model, dataset, batch_size=batch_size, device=device, clip_seconds=clip_seconds
     )
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
-    temperature = float(getattr(unwrap(model), "temperature", 1.0))
-    scores = torch.softmax(logits / temperature, dim=1)
+    scores = torch.softmax(logits / unwrap(model).temperature, dim=1)
     return Report.from_predictions(targets, logits.argmax(dim=1), labels, info, scores)
 
 

@@ -67,6 +67,7 @@ from torch import Tensor, nn
 
 from emohrnet_fast import audio as _audio
 from emohrnet_fast import checkpoint
+from emohrnet_fast._files import atomic_write
 from emohrnet_fast.models.base import EmotionModel
 
 Precision = Literal["fp32", "bf16"]
@@ -177,8 +178,6 @@ class Timeline:
             start, end, label, score, *rest = row
             values = [f"{start:.3f}", f"{end:.3f}", label, f"{score:.6f}"]
             lines.append(",".join(values + [f"{v:.6f}" for v in rest]))
-        from emohrnet_fast.evaluate import atomic_write
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, ("\n".join(lines) + "\n").encode())
         return path
@@ -220,8 +219,6 @@ class Timeline:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)
-        from emohrnet_fast.evaluate import atomic_write
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, buffer.getvalue())
         return path
@@ -435,7 +432,7 @@ class Predictor:
 
     def _scores(self, logits: Tensor) -> Tensor:
         # Read each call: calibrate() on an in-memory model takes effect at once.
-        return torch.softmax(logits / float(getattr(self.model, "temperature", 1.0)), dim=1)
+        return torch.softmax(logits / self.model.temperature, dim=1)
 
     def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
         clips, single = self._clips(audio, sample_rate, pad=True)

@@ -34,11 +34,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from emohrnet_fast import checkpoint
+from emohrnet_fast._files import atomic_write
 from emohrnet_fast._info import cuda_usable
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
-from emohrnet_fast.evaluate import Report, atomic_write, dataset_logits, targets_for
+from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.losses import CenterLoss
 from emohrnet_fast.models.base import EmotionModel

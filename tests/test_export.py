@@ -13,7 +13,7 @@ from train_fixtures import TINY, tiny_corpus
 import emohrnet_fast as ef
 from emohrnet_fast import checkpoint
 from emohrnet_fast.cli import main
-from emohrnet_fast.export import CARD_FILE, export_fold
+from emohrnet_fast.export import CARD_FILE, DTYPES, export_fold
 
 ONE_EPOCH = TINY.replace(epochs=1)
 
@@ -35,11 +35,7 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
     assert model.temperature == pytest.approx(result.fold_calibration[2].temperature)
     assert model.labels == source.labels
     assert next(model.parameters()).dtype == torch.float32  # stored 16-bit, loaded float32
-    stored = {
-        "float16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "float32": torch.float32,
-    }[dtype]
+    stored = DTYPES[dtype]
     from safetensors.torch import load_file
 
     weights = load_file(str(out / checkpoint.MODEL_FILE))

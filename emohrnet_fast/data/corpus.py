@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -21,6 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from emohrnet_fast import audio
+from emohrnet_fast._files import atomic_write, temp_glob
 from emohrnet_fast.data.labels import label_order
 
 # Bump when the cache file's content or the decoding changes: older files are then rebuilt.
@@ -422,17 +422,7 @@ def _write_cache(file: Path, key: str, paths: list[Path], decoded: dict) -> None
     }
     file.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(file)
-    # Temp file in the same folder + os.replace: readers see the old file or the new, never half.
-    handle, temp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(content, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, file)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(file, lambda f: torch.save(content, f))
 
 
 # A temp file this old is a killed writer's leftover, not another process's write in progress.
@@ -441,7 +431,7 @@ _STALE_TEMP_SECONDS = 600
 
 def _remove_stale_temps(file: Path) -> None:
     now = time.time()
-    for temp in file.parent.glob(f"{file.name}*.tmp"):
+    for temp in file.parent.glob(temp_glob(file)):
         try:
             if now - temp.stat().st_mtime > _STALE_TEMP_SECONDS:
                 temp.unlink()
