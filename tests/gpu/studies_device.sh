@@ -11,7 +11,8 @@
 #      for p in glob.glob('../shared/data/emodb/*.wav')]"
 # run(command="bash tests/gpu/studies_device.sh", carry=[".whl", ".emodb_flac", ".devbuild",
 #     ".studies"]) -- .devbuild: the wheel run_device.sh returned; .studies: studies.tar from a
-# previous call, to resume (optional). Environment: RUN_SECONDS (default 560), EPOCHS (60).
+# previous call, to resume (optional). Environment: RUN_SECONDS (default 560), EPOCHS (60),
+# CV_ARGS (appended to every cv command, e.g. "--folds 0 --precision fp32" for a CPU dry run).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tests/gpu/device_env.sh
@@ -39,7 +40,7 @@ study() {  # name, cv arguments...
   local name=$1 start=$SECONDS
   shift
   timeout -s INT -k 30 $((budget - SECONDS - 60)) emohrnet-fast cv --corpus emodb --root "$emodb" \
-    --epochs "$epochs" --precision bf16 --cache-dir studies/cache --out "studies/$name" "$@" \
+    --epochs "$epochs" --precision bf16 --cache-dir studies/cache --out "studies/$name" "$@" ${CV_ARGS:-} \
     >"$logs/$name.log" 2>&1
   note "$name" "rc=$? in $((SECONDS - start)) s"
 }
@@ -53,9 +54,9 @@ for name in hr_compact_loso hr_small_loso hr_small_random5; do
 done
 if [ -f studies/hr_compact_loso/summary.json ]; then
   emohrnet-fast export studies/hr_compact_loso --fold 0 --out "$OUT/export/emohrnet_compact" \
-    --name emodb-emohrnet-compact >"$logs/export.log" 2>&1
-  note export "rc=$?"
-  tar -czf "$OUT/export.tar.gz" -C "$OUT/export" . && rm -rf "$OUT/export"
+    --name emodb-emohrnet-compact >"$logs/export.log" 2>&1 &&
+    tar -czf "$OUT/export.tar.gz" -C "$OUT/export" . && rm -rf "$OUT/export"
+  note export "rc=$? $(tail -1 "$logs/export.log")"
 fi
 # Back: every fold's predictions and reports (enough to resume), fold 0's compact model.
 tar -cf "$OUT/studies.tar" --exclude=train_state.pt --exclude=cache \
