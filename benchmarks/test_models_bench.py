@@ -9,6 +9,7 @@ cheap cases only (2 cores): B=1 for every preset, B=64 forward for the small one
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 import torch
@@ -96,8 +97,15 @@ def test_eager(timer, device, name, batch, train, dtype):
 
 
 def _compiled_cases():
-    """bf16 only, for the two presets users deploy: every compile of an HRNet costs about a
-    minute, so the full eager grid compiled would not fit one device lease."""
+    """Compiled and CUDA-graph variants. Every compile of an HRNet costs about a minute, so by
+    default only bf16 for the two presets users deploy (fits one device lease);
+    EMOHRNET_BENCH_ALL_COMPILED=1 compiles the whole CUDA eager grid, both modes."""
+    if os.environ.get("EMOHRNET_BENCH_ALL_COMPILED") == "1":
+        for case in _cases():
+            if case.values[0] == "cuda":
+                for mode in ("default", "reduce-overhead"):
+                    yield pytest.param(*case.values, mode, marks=CUDA, id=f"{case.id}-{mode}")
+        return
     for name in ("emohrnet_small", "centerloss_cnn_mfcc"):
         for batch, train, mode in (
             (1, False, "reduce-overhead"),
