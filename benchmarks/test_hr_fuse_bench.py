@@ -100,6 +100,7 @@ def test_ours(timer, device, fuse, mode, dtype_name):
         audio_seconds=BATCH * CLIP_SECONDS,
         floor_bytes=_floor_bytes(same, low, mode),
         repeat=50,
+        rounds=30,
     )
 
 
@@ -113,6 +114,7 @@ def test_eager_reference(timer, device, fuse, mode, dtype_name):
         audio_seconds=BATCH * CLIP_SECONDS,
         baseline=True,
         repeat=50,
+        rounds=30,
     )
 
 
@@ -128,4 +130,5 @@ def test_compiled_reference(timer, device, fuse, mode, dtype_name):
         impl="torch.compile(reference)",
         audio_seconds=BATCH * CLIP_SECONDS,
         repeat=50,
+        rounds=30,
     )

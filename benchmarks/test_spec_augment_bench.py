@@ -34,6 +34,7 @@ def test_ours_op(timer, device):
         audio_seconds=AUDIO_SECONDS,
         floor_bytes=FLOOR_BYTES,
         repeat=50,
+        rounds=30,
     )
 
 
@@ -47,6 +48,7 @@ def test_ours_inplace(timer, device):
         audio_seconds=AUDIO_SECONDS,
         floor_bytes=FLOOR_BYTES,
         repeat=50,
+        rounds=30,
     )
 
 
@@ -60,6 +62,7 @@ def test_ours_module(timer, device):
         audio_seconds=AUDIO_SECONDS,
         floor_bytes=FLOOR_BYTES,
         repeat=50,
+        rounds=30,
     )
 
 
@@ -73,6 +76,7 @@ def test_eager_reference(timer, device):
         audio_seconds=AUDIO_SECONDS,
         baseline=device == "cpu",
         repeat=50,
+        rounds=30,
     )
 
 
@@ -97,4 +101,5 @@ def test_torchaudio(timer, device):
         audio_seconds=AUDIO_SECONDS,
         baseline=True,
         repeat=50,
+        rounds=30,
     )

@@ -159,17 +159,15 @@ void masked_grad_line(const T* grad, int64_t grad_stride, const T* out, int64_t 
 
 // Row-major layouts: one (n, c) plane per work item. Each output row's masked gradient is
 // formed once, stored to grad_same and added into every low-res plane's sums in the same pass,
-// so grad and out are read once in all. Each low-res sum still accumulates its block in
-// row-major order: deterministic and independent of the thread count, no atomics.
+// so grad and out are read once in all. A row adds into a low-res row block by block (the
+// nearest map is monotonic, so each source column's block is one run of columns): one add per
+// source element instead of a scatter whose neighbouring columns hit the same sum, which would
+// chain every add on the previous one's store. Deterministic and independent of the thread
+// count, no atomics.
 template <typename T>
 void backward_rows(const Params& p, const BackwardBuffers& buf) {
   using A = typename Acc<T>::type;
   const int64_t C = p.channels, H = p.height, W = p.width;
-  std::vector<int64_t> col_src[kMaxLowRes];
-  for (int k = 0; k < p.num_low; ++k) {
-    col_src[k].resize(static_cast<std::size_t>(W));
-    for (int64_t x = 0; x < W; ++x) col_src[k][x] = p.cols[k].source(x);
-  }
 #pragma omp parallel num_threads(threads(p))
   {
     std::vector<A> line(static_cast<std::size_t>(W));
@@ -186,9 +184,14 @@ void backward_rows(const Params& p, const BackwardBuffers& buf) {
                             at<T>(buf.out, n, c, y, 0), buf.out.stride_w, W, line.data());
         store_line(at<T>(buf.grad_same, n, c, y, 0), buf.grad_same.stride_w, line.data(), W);
         for (int k = 0; k < p.num_low; ++k) {
-          A* row_sums = sums[k].data() + p.rows[k].source(y) * p.cols[k].in_size;
-          const int64_t* src = col_src[k].data();
-          for (int64_t x = 0; x < W; ++x) row_sums[src[x]] += line[x];
+          const int64_t w = p.cols[k].in_size;
+          A* row_sums = sums[k].data() + p.rows[k].source(y) * w;
+          const int64_t* block = buf.col_start[k];
+          for (int64_t xs = 0; xs < w; ++xs) {
+            A block_sum = 0;
+            for (int64_t x = block[xs]; x < block[xs + 1]; ++x) block_sum += line[x];
+            row_sums[xs] += block_sum;
+          }
         }
       }
       for (int k = 0; k < p.num_low; ++k) {
