@@ -239,7 +239,8 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
 
     Returns:
         ``(B, C, H, W)`` in the inputs' dtype, on their device, in ``same_res[0]``'s memory
-        format. float32 results equal the eager expression bit for bit.
+        format. float32 outputs equal the eager expression bit for bit (gradients: up to
+        summation order).
 
     Supports: autograd, torch.compile (fullgraph).
     """
