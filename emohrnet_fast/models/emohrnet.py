@@ -95,7 +95,7 @@ EMOHRNET_W18 = EmoHRNetConfig(
 )
 # Half of W18-small's widths everywhere (2.9 M parameters, 5.8 MB in 16-bit): the size that fits
 # the package's bundled model (issue: <= 10 MB) and trains ~3x faster on a CPU. Measured on
-# EmoDB, LOSO, 30 epochs (CPU): UA 52.7 +- 9.2 %, WA 55.7 +- 7.9 % (README, Results).
+# EmoDB, LOSO, 30 epochs (CPU): UA 52.7 +- 9.2 %, WA 55.7 +- 7.9 % (README, Measured accuracy).
 EMOHRNET_COMPACT = EmoHRNetConfig(
     stage1=StageConfig(1, (1,), (16,)),
     stage2=StageConfig(1, (2, 2), (8, 16)),
