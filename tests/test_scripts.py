@@ -22,4 +22,4 @@ def test_shell_script_parses(script):
 
 
 def test_device_scripts_are_covered():
-    assert {"tests/gpu/run_device.sh", "tests/gpu/studies_device.sh"} <= set(SCRIPTS)
+    assert {"tests/gpu/run_device.sh", "tests/gpu/sanitize.sh"} <= set(SCRIPTS)
