@@ -9,6 +9,7 @@ from ef_testing import DEVICES, HAS_CUDA
 import emohrnet_fast
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast._extension import _C
+from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.features import MFCC, FrontEnd, LogMel, Spectrogram
 from emohrnet_fast.ops import log_mel, reference
 from emohrnet_fast.ops.log_mel import _log_mel_op, op_arguments
@@ -90,6 +91,32 @@ def test_opcheck(device, config):
     args = (torch.randn(2, 3000, device=device), *tables)
     kwargs = op_arguments(config)
     torch.library.opcheck(_log_mel_op, args, kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_with_fused_masks(device):
+    config = FrontEndConfig(n_fft=400, n_mels=64)
+    masks = SpecAugment(freq_masks=2, freq_width=20, time_masks=2, time_width=5).draw(
+        2, config.n_features, config.num_frames(3000), device
+    )
+    args = (torch.randn(2, 3000, device=device), *cached_tables(config, torch.device(device)))
+    kwargs = op_arguments(config) | {
+        "freq_masks": masks.freq,
+        "time_masks": masks.time,
+        "mask_values": masks.values,
+    }
+    torch.library.opcheck(_log_mel_op, args, kwargs)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_fused_masks():
+    config = FrontEndConfig(n_fft=400, n_mels=40)
+    x = torch.randn(3, 8000)
+    masks = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width=8).draw(
+        3, config.n_features, config.num_frames(8000)
+    )
+    compiled = torch.compile(lambda x, m: log_mel(x, config, augment=m), fullgraph=True)
+    torch.testing.assert_close(compiled(x, masks), log_mel(x, config, augment=masks))
 
 
 @pytest.mark.slow

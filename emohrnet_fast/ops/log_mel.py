@@ -110,6 +110,9 @@ def _(
     amin,
     db_multiplier,
     top_db,
+    freq_masks=None,
+    time_masks=None,
+    mask_values=None,
 ):
     batch, length = waveform.shape
     _, n_out = _derived_sizes(n_fft, fb_offsets, dct)
