@@ -28,8 +28,9 @@
 # are optional.
 #
 # Environment: RUN_SECONDS (the whole run's budget, default 560), EPOCHS (per study fold, 60),
-# STUDIES (which studies, default all three), CV_ARGS (appended to every `cv` command; a CPU dry
-# run uses "--folds 0 --precision fp32").
+# STUDIES (which studies, default all three), CV_ARGS (appended to every `cv` command),
+# ALLOW_NO_GPU=1 (go on without a usable GPU). A CPU dry run of the whole script:
+#   ALLOW_NO_GPU=1 EPOCHS=1 CV_ARGS="--folds 0 --precision fp32" bash tests/gpu/run_device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 budget=${RUN_SECONDS:-560}
@@ -89,6 +90,15 @@ if ! python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >
 fi
 note build "$(basename "$wheel") ready in $((SECONDS - start)) s"
 python3 -c "import emohrnet_fast, json; print(json.dumps(emohrnet_fast.info()))" | tee -a "$summary"
+# Without a usable device every GPU test would skip, not fail: stop here, saying why.
+if ! python3 -c "import sys, emohrnet_fast._info as i; sys.exit(0 if i.cuda_usable() else 1)"; then
+  note cuda UNUSABLE
+  python3 -c "import torch; from emohrnet_fast._extension import _C
+print('torch sees CUDA:', torch.cuda.is_available(), torch.version.cuda)
+print('kernels built with CUDA:', _C.has_cuda(), 'devices our runtime sees:', _C.cuda_device_count())" |
+    tee -a "$summary"
+  [ "${ALLOW_NO_GPU:-0}" = 1 ] || exit 1
+fi
 wait "$decode"
 note emodb "$(ls $emodb/*.wav 2>/dev/null | wc -l) wavs"
 
@@ -115,9 +125,14 @@ for name in $studies; do
   study_pids+=($!)
 done
 
-# Meanwhile: the sanitizers (their own processes, slow, little GPU) and the GPU tests.
+# Meanwhile: the kernels against their CPU back-ends on edge cases (seconds), then the
+# sanitizers (four slow processes, little GPU) beside the GPU tests.
 start=$SECONDS
-timeout 150 bash tests/gpu/sanitize.sh "$logs" >"$logs/sanitize-summary.txt" 2>&1 &
+timeout 90 python3 tests/gpu/kernel_cases.py >"$logs/kernel-cases.log" 2>&1
+note kernel-cases "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/kernel-cases.log")"
+grep MISMATCH "$logs/kernel-cases.log" | head -10 | tee -a "$summary"
+SANITIZE_SECONDS=$(left $((studies_end - 10))) timeout "$(left $studies_end)" \
+  bash tests/gpu/sanitize.sh "$logs" >"$logs/sanitize-summary.txt" 2>&1 &
 sanitize=$!
 xdist=""
 python3 -c "import xdist" 2>/dev/null && xdist="-n 4"
@@ -134,7 +149,7 @@ timeout 60 python3 -m pytest tests/test_emohrnet.py -k timm -q -rs -p no:cachepr
   >"$logs/tests-timm.log" 2>&1
 note tests-timm "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests-timm.log")"
 wait "$sanitize"
-note sanitizers "rc=$? (tools that reported errors; 124: time limit)"
+note sanitizers "rc=$? (tools that reported errors or did not finish)"
 tee -a "$summary" <"$logs/sanitize-summary.txt"
 
 wait "${study_pids[@]}"
