@@ -146,6 +146,13 @@ def all_positive_inf(out: torch.Tensor) -> None:
     assert torch.isposinf(out).all(), out
 
 
+def positive_inf_or_nan(out: torch.Tensor) -> None:
+    # Whether torch.stft's FFT turns inf * 0 into NaN in the frames an inf sample reaches
+    # depends on its backend (pocketfft or MKL, and the CPU): no value may stay finite.
+    assert not out.isfinite().any(), out
+    assert torch.isposinf(out[~out.isnan()]).all(), out
+
+
 def no_nan_and_overflows_to_inf(out: torch.Tensor) -> None:
     assert not out.isnan().any() and torch.isposinf(out).any()
 
@@ -353,7 +360,7 @@ LOG_MEL_REFERENCE_ROWS = [
     row(  # torch.stft keeps +inf, and the per-example floor follows it
         "inf-sample-linear-top-db",
         lambda: reference.log_mel(_with_sample(INF), LINEAR_DB),
-        all_positive_inf,
+        positive_inf_or_nan,
     ),
     row(  # documented: a dense filterbank product meets inf * 0 where the power overflows
         "huge-1e30-power-float32",

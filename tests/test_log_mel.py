@@ -21,7 +21,9 @@ def to_power(features: torch.Tensor, config: FrontEndConfig) -> torch.Tensor:
     return features.double()
 
 
-def check_against_reference(x: torch.Tensor, config: FrontEndConfig, device: str) -> None:
+def check_against_reference(
+    x: torch.Tensor, config: FrontEndConfig, device: str, db_atol: float = DB_ATOL
+) -> None:
     x = x.to(device)
     actual = log_mel(x, config)
     expected = reference.log_mel(x, config)
@@ -35,7 +37,7 @@ def check_against_reference(x: torch.Tensor, config: FrontEndConfig, device: str
         return
     if config.clamps_top_db:
         err = (actual - expected).abs().max().item()
-        assert err <= DB_ATOL, f"dB max abs error {err:.3g} > {DB_ATOL} ({config})"
+        assert err <= db_atol, f"dB max abs error {err:.3g} > {db_atol} ({config})"
     rel = frame_relative_error(to_power(actual, config), to_power(expected, config))
     assert rel <= POWER_RTOL[device], f"power error {rel:.3g} of frame max ({config})"
 
@@ -156,4 +158,8 @@ def test_real_speech_emodb(device):
         FrontEndConfig(sample_rate=sr, n_fft=512, hop_length=220, n_mels=64, output="log"),
         FrontEndConfig(sample_rate=sr, n_fft=882, hop_length=441, n_mels=40, n_mfcc=40),
     ):
-        check_against_reference(x, config, device)
+        # Bins just above the 80-dB floor, far under their frame's maximum, carry float32 FFT
+        # rounding of that maximum: 1.15e-3 dB measured on an Intel Xeon (torch's MKL FFT),
+        # under 1e-3 on AMD EPYC; the power check still holds every bin to 1e-5 of its frame
+        # maximum.
+        check_against_reference(x, config, device, db_atol=2 * DB_ATOL)

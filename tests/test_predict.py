@@ -178,7 +178,8 @@ def test_resamples_to_the_model_rate(predictor, speech):
     # a 22.05-kHz batch: each row resampled on its own
     rows = torch.stack([at_22k, audio.resample(speech[1], RATE, 22050)])
     each = torch.stack([probs(predictor, row, 22050) for row in rows])
-    assert torch.equal(predictor.probabilities(rows, 22050), each)
+    # a batch may take other CPU convolution algorithms than one clip: equal to rounding
+    torch.testing.assert_close(predictor.probabilities(rows, 22050), each, atol=1e-6, rtol=0)
 
 
 def test_paths_are_decoded_at_the_model_rate(predictor, wavs):
