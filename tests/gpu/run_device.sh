@@ -45,6 +45,12 @@ logs=$(mktemp -d)
 summary="$OUT/summary.txt"
 touch "$summary"
 note() { printf '%-22s %s\n' "$1" "$2" | tee -a "$summary"; }
+abort() { # stage: say it failed, show the log's end, send the logs back
+  note "$1" FAILED
+  tail -40 "$logs/build.log"
+  tar -czf "$OUT/logs.tar.gz" -C "$logs" .
+  exit 1
+}
 export PYTHONUNBUFFERED=1
 # Python's -P for every process, pytest-xdist workers too: the source tree has no compiled _C,
 # so it must never shadow the installed package.
@@ -76,18 +82,12 @@ if [ -z "$wheel" ]; then
   # --no-build-isolation / --no-deps: no network there; its torch, pybind11, scikit-build-core.
   if ! python3 -m pip wheel --no-build-isolation --no-deps -v -w "$OUT" \
     -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 . >"$logs/build.log" 2>&1; then
-    note build FAILED
-    tail -40 "$logs/build.log"
-    tar -czf "$OUT/logs.tar.gz" -C "$logs" .
-    exit 1
+    abort build
   fi
   wheel=$(ls "$OUT"/emohrnet_fast-*.whl | head -1)
 fi
-if ! python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >>"$logs/build.log" 2>&1; then
-  note install FAILED
-  tail -20 "$logs/build.log"
-  exit 1
-fi
+python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >>"$logs/build.log" 2>&1 ||
+  abort install
 note build "$(basename "$wheel") ready in $((SECONDS - start)) s"
 python3 -c "import emohrnet_fast, json; print(json.dumps(emohrnet_fast.info()))" | tee -a "$summary"
 # Without a usable device every GPU test would skip, not fail: stop here, saying why.
