@@ -48,17 +48,14 @@ __device__ __forceinline__ void butterfly(const float2* in, float2* out, int j, 
   const int nb = m / R;
   const int k = j % ns;
   float xr[R], xi[R];
+  xr[0] = in[j].x;
+  xi[0] = in[j].y;
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
+  for (int r = 1; r < R; ++r) {
     const float2 a = in[j + r * nb];
-    if (r == 0) {
-      xr[0] = a.x;
-      xi[0] = a.y;
-    } else {
-      float wr, wi;
-      fft::twiddle(tw, fft::stage_twiddle_exponent(k, r, m, ns, R), wr, wi);
-      fft::cmul(a.x, a.y, wr, wi, xr[r], xi[r]);
-    }
+    float wr, wi;
+    fft::twiddle(tw, fft::stage_twiddle_exponent(k, r, m, ns, R), wr, wi);
+    fft::cmul(a.x, a.y, wr, wi, xr[r], xi[r]);
   }
   fft::small_dft<R>(xr, xi);
   const int dst = (j / ns) * ns * R + k;

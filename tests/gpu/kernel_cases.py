@@ -6,16 +6,23 @@ python3 -P tests/gpu/kernel_cases.py --profile  # B=256, 4 s, (512, 160, 128), t
 KERNEL_CASES=quick (what sanitize.sh uses) keeps every configuration but drops the longest
 and the middle lengths: under racecheck a 16001-sample clip through the generic FFT stage is
 minutes of instrumented shared-memory reads, and the short lengths hold the edge frames.
+
+The cases and tolerances are also what tests/test_cuda_emulation.py runs the CUDA code on, on
+the CPU: a `Target` says how a case reaches the CUDA back-end (a device, or the emulation).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ef_testing import frame_relative_error
@@ -23,6 +30,7 @@ from ef_testing import frame_relative_error
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.ops import hr_fuse, log_mel, spec_augment, spec_augment_
+from emohrnet_fast.ops.spec_augment import MaskParams
 
 CONFIGS = [
     FrontEndConfig(),
@@ -38,102 +46,147 @@ LENGTHS = [1, 2, 255, 257, 511, 16001]
 if os.environ.get("KERNEL_CASES", "full") == "quick":
     LENGTHS = [1, 2, 257, 4001]
 BATCHES = [1, 3]
+MASK_SHAPES = [(1, 1, 1, 1), (3, 2, 40, 13), (5, 128, 401)]
+FUSED_MASK_LENGTH = 16001
+HR_FUSE_SIZES = [(32, 101), (16, 51), (8, 26), (4, 13)]  # EmoHRNet's branches at 128 x 401
+# (output branch, branches, channels_last)
+HR_FUSE_CASES = [(0, 4, False), (1, 4, True), (0, 2, False), (3, 4, False)]
 
 
-def check_edge_cases() -> int:
+@dataclass(frozen=True)
+class Target:
+    """How a case reaches the CUDA back-end: `move` puts a tensor where the kernels run and
+    `active()` is held while they run there."""
+
+    move: Callable[[Tensor], Tensor]
+    active: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+CUDA = Target(move=lambda t: t.cuda())
+
+
+def log_mel_mismatch(got: Tensor, expected: Tensor, config: FrontEndConfig) -> str | None:
+    """None if the CUDA back-end's features match the CPU kernel's, else what differs."""
+    got = got.cpu()
+    if config.output == "db" or config.n_mfcc is not None:
+        err = float((got - expected).abs().max()) if got.numel() else 0.0
+        ok = err <= 2e-3 * (2 * config.n_bands) ** 0.5
+    else:
+        to_power = torch.exp if config.output == "log" else (lambda t: t)
+        err = frame_relative_error(to_power(got), to_power(expected))
+        ok = err <= 1e-4
+    return None if ok else f"error {err:.3g}"
+
+
+def masks_to(masks: MaskParams, target: Target) -> MaskParams:
+    return type(masks)(target.move(masks.freq), target.move(masks.time), target.move(masks.values))
+
+
+def case_augment() -> SpecAugment:
+    """Masks wide enough to reach both edges and cover whole axes of the small shapes."""
+    return SpecAugment(freq_masks=3, freq_width=50, time_masks=3, time_width=0.5, mask_value=-500.0)
+
+
+def hr_fuse_inputs(
+    branch: int, n_branches: int, dtype: torch.dtype, batch: int = 3, channels: int = 16
+) -> tuple[list[Tensor], int]:
+    """(leaf inputs that require grad, how many of them are same-res) for one fuse case."""
+    height, width = HR_FUSE_SIZES[branch]
+    same = [torch.randn(batch, channels, height, width) for _ in range(branch + 1)]
+    low = [torch.randn(batch, channels, *HR_FUSE_SIZES[k]) for k in range(branch + 1, n_branches)]
+    return [t.to(dtype).requires_grad_() for t in same + low], len(same)
+
+
+def hr_fuse_on(
+    inputs: list[Tensor],
+    n_same: int,
+    grad: Tensor,
+    target: Target | None,
+    channels_last: bool = False,
+) -> list[Tensor]:
+    """[output, grad of every input] of hr_fuse on the CPU kernel (target None) or a target."""
+    if target is not None:
+        inputs = [target.move(t.detach()) for t in inputs]
+        grad = target.move(grad)
+    if channels_last:
+        inputs = [t.detach().to(memory_format=torch.channels_last) for t in inputs]
+    inputs = [t.detach().requires_grad_() for t in inputs]
+    with target.active() if target is not None else contextlib.nullcontext():
+        out = hr_fuse(inputs[:n_same], inputs[n_same:])
+        grads = torch.autograd.grad(out, inputs, grad)
+    return [t.detach().cpu() for t in (out, *grads)]
+
+
+def hr_fuse_mismatch(got: list[Tensor], expected: list[Tensor], n_branches: int) -> str | None:
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5}.get(expected[0].dtype, 2e-2)
+    err = max(
+        float((g.double() - e.double()).abs().max()) for g, e in zip(got, expected, strict=True)
+    )
+    return None if err <= tol * max(1.0, n_branches) else f"error {err:.3g}"
+
+
+def check_edge_cases(target: Target = CUDA) -> int:
     failures = 0
     for config in CONFIGS:
         for length in LENGTHS:
             for batch in BATCHES:
                 x = torch.randn(batch, length)
-                cpu = log_mel(x, config)
-                gpu = log_mel(x.cuda(), config).cpu()
-                if config.output == "db" or config.n_mfcc is not None:
-                    err = float((gpu - cpu).abs().max())
-                    ok = err <= 2e-3 * (2 * config.n_bands) ** 0.5
-                else:
-                    to_power = torch.exp if config.output == "log" else (lambda t: t)
-                    err = frame_relative_error(to_power(gpu), to_power(cpu))
-                    ok = err <= 1e-4
-                if not ok:
+                with target.active():
+                    got = log_mel(target.move(x), config)
+                problem = log_mel_mismatch(got, log_mel(x, config), config)
+                if problem:
                     failures += 1
-                    print(f"MISMATCH {err:.3g}: batch={batch} length={length} {config}")
-    failures += check_masks()
-    failures += check_hr_fuse()
-    torch.cuda.synchronize()
+                    print(f"MISMATCH {problem}: batch={batch} length={length} {config}")
+    failures += check_masks(target)
+    failures += check_hr_fuse(target)
+    if target is CUDA:
+        torch.cuda.synchronize()
     print(f"{failures} mismatches")
     return 1 if failures else 0
 
 
-def check_masks() -> int:
+def check_masks(target: Target) -> int:
     """SpecAugment alone, in place, and fused into log_mel (with and without top_db/MFCC)."""
     failures = 0
-    augment = SpecAugment(
-        freq_masks=3, freq_width=50, time_masks=3, time_width=0.5, mask_value=-500.0
-    )
-    for shape in [(1, 1, 1, 1), (3, 2, 40, 13), (5, 128, 401)]:
+    augment = case_augment()
+    for shape in MASK_SHAPES:
         spec = torch.randn(shape)
         masks = augment.draw(shape[0], shape[-2], shape[-1])
-        cuda_masks = type(masks)(masks.freq.cuda(), masks.time.cuda(), masks.values.cuda())
         expected = spec_augment(spec, masks)
-        for got in (spec_augment(spec.cuda(), cuda_masks), spec_augment_(spec.cuda(), cuda_masks)):
+        with target.active():
+            results = [
+                spec_augment(target.move(spec), masks_to(masks, target)),
+                spec_augment_(target.move(spec.clone()), masks_to(masks, target)),
+            ]
+        for got in results:
             if not torch.equal(got.cpu(), expected):
                 failures += 1
                 print(f"MISMATCH spec_augment {shape}")
     for config in CONFIGS[:4]:
-        x = torch.randn(3, 16001)
-        masks = augment.draw(3, config.n_features, config.num_frames(16001))
-        cuda_masks = type(masks)(masks.freq.cuda(), masks.time.cuda(), masks.values.cuda())
-        err = float(
-            (
-                log_mel(x.cuda(), config, augment=cuda_masks).cpu()
-                - log_mel(x, config, augment=masks)
-            )
-            .abs()
-            .max()
-        )
-        if not err <= 2e-3 * (2 * config.n_bands) ** 0.5:
+        x = torch.randn(3, FUSED_MASK_LENGTH)
+        masks = augment.draw(3, config.n_features, config.num_frames(FUSED_MASK_LENGTH))
+        with target.active():
+            got = log_mel(target.move(x), config, augment=masks_to(masks, target))
+        problem = log_mel_mismatch(got, log_mel(x, config, augment=masks), config)
+        if problem:
             failures += 1
-            print(f"MISMATCH {err:.3g}: fused masks {config}")
+            print(f"MISMATCH {problem}: fused masks {config}")
     return failures
 
 
-def check_hr_fuse() -> int:
+def check_hr_fuse(target: Target) -> int:
     """hr_fuse forward and backward, CUDA vs CPU, on the odd EmoHRNet sizes and layouts."""
     failures = 0
-    sizes = [(32, 101), (16, 51), (8, 26), (4, 13)]
     for dtype in (torch.float32, torch.bfloat16):
-        for branch, n_branches, channels_last in [
-            (0, 4, False),
-            (1, 4, True),
-            (0, 2, False),
-            (3, 4, False),
-        ]:
-            height, width = sizes[branch]
-            same = [torch.randn(3, 16, height, width) for _ in range(branch + 1)]
-            low = [torch.randn(3, 16, *sizes[k]) for k in range(branch + 1, n_branches)]
-            inputs = [t.to(dtype).requires_grad_() for t in same + low]
-            gpu_inputs = [t.detach().cuda().requires_grad_() for t in inputs]
-            if channels_last:
-                gpu_inputs = [
-                    t.detach().to(memory_format=torch.channels_last).requires_grad_()
-                    for t in gpu_inputs
-                ]
-            n_same = len(same)
-            cpu_out = hr_fuse(inputs[:n_same], inputs[n_same:])
-            gpu_out = hr_fuse(gpu_inputs[:n_same], gpu_inputs[n_same:])
-            grad = torch.randn_like(cpu_out)
-            cpu_out.backward(grad)
-            gpu_out.backward(grad.cuda())
-            tol = 1e-5 if dtype == torch.float32 else 2e-2
-            errors = [float((gpu_out.float().cpu() - cpu_out.float()).abs().max())]
-            errors += [
-                float((g.grad.float().cpu() - c.grad.float()).abs().max())
-                for g, c in zip(gpu_inputs, inputs, strict=True)
-            ]
-            if max(errors) > tol * max(1.0, n_branches):
+        for branch, n_branches, channels_last in HR_FUSE_CASES:
+            inputs, n_same = hr_fuse_inputs(branch, n_branches, dtype)
+            grad = torch.randn_like(inputs[0])
+            expected = hr_fuse_on(inputs, n_same, grad, None)
+            got = hr_fuse_on(inputs, n_same, grad, target, channels_last)
+            problem = hr_fuse_mismatch(got, expected, n_branches)
+            if problem:
                 failures += 1
-                print(f"MISMATCH {max(errors):.3g}: hr_fuse branch {branch}/{n_branches} {dtype}")
+                print(f"MISMATCH {problem}: hr_fuse branch {branch}/{n_branches} {dtype}")
     return failures
 
 

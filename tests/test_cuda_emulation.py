@@ -1,0 +1,222 @@
+"""The CUDA back-ends' own code (csrc/*/*_cuda.cu) run on the CPU by the emulation in
+tests/cuda_emulation/, against the CPU kernels, on the cases tests/gpu/kernel_cases.py runs
+on a GPU. Every case also runs with each block's threads scheduled in reverse, which must give
+the same bits: a missing __syncthreads() would make the order matter. This is what CI can say
+about the CUDA code without a GPU; the device run (tests/gpu/run_device.sh) still decides."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cuda_emulation.build import build
+from gpu import kernel_cases as cases
+
+from emohrnet_fast.ops import log_mel, spec_augment, spec_augment_
+
+SANITIZE = os.environ.get("EMOHRNET_EMU_SANITIZE") == "1"  # set by tests/sanitize_cpu.sh
+# By name: emohrnet_fast.ops re-exports functions under its modules' names.
+LAUNCHING_OPS = tuple(
+    importlib.import_module(f"emohrnet_fast.ops.{name}")
+    for name in ("log_mel", "spec_augment", "hr_fuse")
+)
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _CudaPath:
+    """The compiled core's functions with the CUDA back-end selected (stream 0)."""
+
+    def __init__(self, core) -> None:
+        self._core = core
+
+    def __getattr__(self, name: str):
+        function = getattr(self._core, name)
+        return lambda **kwargs: function(**{**kwargs, "cuda": True, "stream": 0})
+
+
+def emulated_target(core, monkeypatch: pytest.MonkeyPatch, order: str) -> cases.Target:
+    @contextlib.contextmanager
+    def active():
+        with monkeypatch.context() as patch:
+            patch.setenv("EMOHRNET_EMU_ORDER", order)
+            for module in LAUNCHING_OPS:
+                patch.setattr(module, "_C", _CudaPath(core))
+            yield
+
+    return cases.Target(move=lambda t: t, active=active)
+
+
+@pytest.fixture(scope="module")
+def emulated_core():
+    try:
+        path = build(sanitize=SANITIZE)
+    except RuntimeError as err:  # no pybind11 headers
+        pytest.skip(str(err))
+    return load_module(path, "cuda_emulation._C")
+
+
+@pytest.fixture(params=["forward", "reverse"])
+def order(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def target(emulated_core, monkeypatch, order) -> cases.Target:
+    return emulated_target(emulated_core, monkeypatch, order)
+
+
+@pytest.fixture
+def both_orders(emulated_core, monkeypatch):
+    """Runs a function of the target in both thread orders; asserts equal bits; returns one."""
+
+    def run(fn):
+        results = [
+            fn(emulated_target(emulated_core, monkeypatch, o)) for o in ("forward", "reverse")
+        ]
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+        return results[0]
+
+    return run
+
+
+def test_the_emulated_core_is_the_cuda_build(emulated_core):
+    assert emulated_core.has_cuda()
+    assert emulated_core.build_info()["cuda_architectures"] == "emulated"
+    assert emulated_core.cuda_device_count() == 0  # an emulation is no device
+
+
+LENGTHS = [1, 2, 255, 257, 511, 4001]
+
+
+@pytest.mark.parametrize(
+    "config", cases.CONFIGS, ids=[f"config{i}" for i in range(len(cases.CONFIGS))]
+)
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("batch", cases.BATCHES)
+def test_log_mel(both_orders, config, length, batch):
+    if config.n_fft == 2 and length > 1000:
+        length = 1000  # 1 frame per sample: the emulation's thread switches dominate
+    x = torch.randn(batch, length)
+
+    def on(target):
+        with target.active():
+            return [log_mel(target.move(x), config)]
+
+    (got,) = both_orders(on)
+    assert cases.log_mel_mismatch(got, log_mel(x, config), config) is None
+
+
+@pytest.mark.parametrize("shape", cases.MASK_SHAPES)
+def test_spec_augment(both_orders, shape):
+    spec = torch.randn(shape)
+    masks = cases.case_augment().draw(shape[0], shape[-2], shape[-1])
+
+    def on(target):
+        with target.active():
+            return [spec_augment(spec, masks), spec_augment_(spec.clone(), masks)]
+
+    expected = spec_augment(spec, masks)
+    for got in both_orders(on):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("config", cases.CONFIGS[:4], ids=[f"config{i}" for i in range(4)])
+def test_log_mel_with_fused_masks(both_orders, config):
+    length = 4001
+    x = torch.randn(3, length)
+    masks = cases.case_augment().draw(3, config.n_features, config.num_frames(length))
+
+    def on(target):
+        with target.active():
+            return [log_mel(x, config, augment=masks)]
+
+    (got,) = both_orders(on)
+    assert cases.log_mel_mismatch(got, log_mel(x, config, augment=masks), config) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    "case", cases.HR_FUSE_CASES, ids=lambda c: f"branch{c[0]}of{c[1]}{'_cl' if c[2] else ''}"
+)
+def test_hr_fuse_forward_and_backward(both_orders, dtype, case):
+    branch, n_branches, channels_last = case
+    inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, dtype, batch=2, channels=3)
+    grad = torch.randn_like(inputs[0])
+    expected = cases.hr_fuse_on(inputs, n_same, grad, None)
+    got = both_orders(lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, channels_last))
+    assert cases.hr_fuse_mismatch(got, expected, n_branches) is None
+
+
+def test_kernel_cases_script_passes_on_the_emulation(target, capsys):
+    """The GPU script's own loop (quick lengths) with the emulation as its target."""
+    failures = cases.check_masks(target) + cases.check_hr_fuse(target)
+    assert failures == 0, capsys.readouterr().out
+
+
+# Deliberate bugs in the CUDA source, each of which the emulation must catch: otherwise the
+# tests above could pass on code that is wrong on a GPU.
+LOAD_BARRIER = "    }\n    __syncthreads();\n\n    int ns = 1;"
+REUSE_BARRIER = "    __syncthreads();  // the next example reuses shared memory"
+BROKEN_BUILDS = {
+    "missing_barrier": (LOAD_BARRIER, LOAD_BARRIER.replace("__syncthreads();", "")),
+    "divergent_barrier": (REUSE_BARRIER, REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)),
+}
+
+
+def broken_core(bug: str, tmp_path_factory):
+    old, new = BROKEN_BUILDS[bug]
+
+    def edit(name: str, source: str) -> str:
+        if not name.startswith("log_mel"):
+            return source
+        assert source.count(old) == 1, f"{bug}: csrc/{name} changed; update the test's bug"
+        return source.replace(old, new)
+
+    path = build(sanitize=SANITIZE, out_dir=tmp_path_factory.mktemp(bug), edit=edit)
+    return load_module(path, f"cuda_emulation_{bug}._C")
+
+
+def test_a_missing_barrier_changes_the_features(tmp_path_factory, monkeypatch):
+    core = broken_core("missing_barrier", tmp_path_factory)
+    config, x = cases.CONFIGS[0], torch.randn(2, 4001)
+    results = []
+    for order in ("forward", "reverse"):
+        with emulated_target(core, monkeypatch, order).active():
+            results.append(log_mel(x, config))
+    expected = log_mel(x, config)
+    caught = [cases.log_mel_mismatch(got, expected, config) is not None for got in results]
+    assert all(caught) or not torch.equal(*results)
+
+
+def test_a_divergent_barrier_is_an_error(tmp_path_factory, monkeypatch):
+    core = broken_core("divergent_barrier", tmp_path_factory)
+    with (
+        emulated_target(core, monkeypatch, "forward").active(),
+        pytest.raises(RuntimeError, match="barrier divergence"),
+    ):
+        log_mel(torch.randn(1, 4001), cases.CONFIGS[0])
+
+
+def test_the_build_command_prints_the_module(emulated_core):
+    script = Path(__file__).resolve().parent / "cuda_emulation" / "build.py"
+    flags = ["--sanitize"] if SANITIZE else []
+    done = subprocess.run(
+        [sys.executable, str(script), *flags], capture_output=True, text=True, check=True
+    )
+    assert Path(done.stdout.strip()) == Path(emulated_core.__file__)
