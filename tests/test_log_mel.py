@@ -13,20 +13,20 @@ from emohrnet_fast.ops import log_mel, reference
 
 
 def to_power(features: torch.Tensor, config: FrontEndConfig) -> torch.Tensor:
-    """Back to the power domain, where the tolerance is defined (relative to frame max)."""
+    """Back to the power domain, where the tolerance is defined (relative to frame max). The
+    log output gives power + eps: float32 log values cannot say more about power below eps."""
     if config.output == "log":
-        return torch.exp(features.double()) - config.eps
+        return torch.exp(features.double())
     if config.output == "db":
         return 10.0 ** (features.double() / config.db_multiplier)
     return features.double()
 
 
-def check_against_reference(
-    x: torch.Tensor, config: FrontEndConfig, device: str, db_atol: float = DB_ATOL
-) -> None:
+def check_against_reference(x: torch.Tensor, config: FrontEndConfig, device: str) -> None:
     x = x.to(device)
     actual = log_mel(x, config)
-    expected = reference.log_mel(x, config)
+    # Against float64, so the error is the kernel's own, not the float32 torch.stft's as well.
+    expected = reference.log_mel(x, config, dtype=torch.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     assert actual.dtype == torch.float32 and actual.device == x.device
     if config.n_mfcc is not None:
@@ -37,7 +37,7 @@ def check_against_reference(
         return
     if config.clamps_top_db:
         err = (actual - expected).abs().max().item()
-        assert err <= db_atol, f"dB max abs error {err:.3g} > {db_atol} ({config})"
+        assert err <= DB_ATOL, f"dB max abs error {err:.3g} > {DB_ATOL} ({config})"
     rel = frame_relative_error(to_power(actual, config), to_power(expected, config))
     assert rel <= POWER_RTOL[device], f"power error {rel:.3g} of frame max ({config})"
 
@@ -158,7 +158,7 @@ def test_real_speech_emodb(device):
         FrontEndConfig(sample_rate=sr, n_fft=512, hop_length=220, n_mels=64, output="log"),
         FrontEndConfig(sample_rate=sr, n_fft=882, hop_length=441, n_mels=40, n_mfcc=40),
     ):
-        # 1.15e-3 dB measured on an Intel Xeon (2026-12-02); which side carries it, kernel or
-        # torch.stft, is not established (the reference computes in float32). The power check
-        # still holds every bin to 1e-5 of its frame maximum.
-        check_against_reference(x, config, device, db_atol=2 * DB_ATOL)
+        # Kernel vs the float32 reference was 1.15e-3 dB on an Intel Xeon (CI, 2026-12-02);
+        # vs float64 it is 5.6e-4 dB here (AMD EPYC, 2026-12-02), the float32 reference
+        # 7.1e-4: both float32 paths round near the 80-dB floor.
+        check_against_reference(x, config, device)
