@@ -18,7 +18,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cuda_emulation.build import build
+from cuda_emulation.build import CUDA_SOURCES, build
 from gpu import kernel_cases as cases
 
 from emohrnet_fast.ops import log_mel, spec_augment, spec_augment_
@@ -169,48 +169,130 @@ def test_kernel_cases_script_passes_on_the_emulation(target, capsys):
     assert failures == 0, capsys.readouterr().out
 
 
-# Deliberate bugs in the CUDA source, each of which the emulation must catch: otherwise the
-# tests above could pass on code that is wrong on a GPU.
+# Rewrites of the CUDA sources for the tests below: {file: {text: replacement}}, each text
+# found exactly once in its file.
+# Grid caps of 2-3 blocks, so every grid-stride loop (over the batch, rows, frames, elements)
+# takes several turns on small inputs: a GPU only does that beyond 65535 examples or rows.
+SMALL_GRIDS = {
+    "log_mel/log_mel_cuda.cu": {
+        "kMaxGridY = 65535;": "kMaxGridY = 2;",
+        "/ kThreads, 4096)": "/ kThreads, 2)",
+    },
+    "spec_augment/spec_augment_cuda.cu": {
+        "kMaxGridY = 65535;": "kMaxGridY = 2;",
+        "/ kThreads, 1024)": "/ kThreads, 2)",
+    },
+    "hr_fuse/hr_fuse_cuda.cu": {"kMaxBlocks = 65535;": "kMaxBlocks = 3;"},
+}
+# Deliberate bugs, each of which the emulation must catch: otherwise the tests above could
+# pass on code that is wrong on a GPU.
 LOAD_BARRIER = "    }\n    __syncthreads();\n\n    int ns = 1;"
 REUSE_BARRIER = "    __syncthreads();  // the next example reuses shared memory"
-BROKEN_BUILDS = {
-    "missing_barrier": (LOAD_BARRIER, LOAD_BARRIER.replace("__syncthreads();", "")),
-    "divergent_barrier": (REUSE_BARRIER, REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)),
+LOG_MEL = "log_mel/log_mel_cuda.cu"
+MISSING_BARRIER = {LOG_MEL: {LOAD_BARRIER: LOAD_BARRIER.replace("__syncthreads();", "")}}
+DIVERGENT_BARRIER = {
+    LOG_MEL: {REUSE_BARRIER: REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)}
 }
+MISSING_REUSE_BARRIER = {**SMALL_GRIDS, LOG_MEL: {**SMALL_GRIDS[LOG_MEL], REUSE_BARRIER: ""}}
 
 
-def broken_core(bug: str, tmp_path_factory):
-    old, new = BROKEN_BUILDS[bug]
+def edited_core(label: str, rewrites: dict[str, dict[str, str]], tmp_path_factory):
+    assert set(rewrites) <= set(CUDA_SOURCES), set(rewrites) - set(CUDA_SOURCES)
 
     def edit(name: str, source: str) -> str:
-        if not name.startswith("log_mel"):
-            return source
-        assert source.count(old) == 1, f"{bug}: csrc/{name} changed; update the test's bug"
-        return source.replace(old, new)
+        for old, new in rewrites.get(name, {}).items():
+            assert source.count(old) == 1, f"csrc/{name} changed: update the test's {old!r}"
+            source = source.replace(old, new)
+        return source
 
-    path = build(sanitize=SANITIZE, out_dir=tmp_path_factory.mktemp(bug), edit=edit)
-    return load_module(path, f"cuda_emulation_{bug}._C")
+    path = build(sanitize=SANITIZE, out_dir=tmp_path_factory.mktemp(label), edit=edit)
+    return load_module(path, f"cuda_emulation_{label}._C")
 
 
-def test_a_missing_barrier_changes_the_features(tmp_path_factory, monkeypatch):
-    core = broken_core("missing_barrier", tmp_path_factory)
-    config, x = cases.CONFIGS[0], torch.randn(2, 4001)
+@pytest.fixture(scope="module")
+def small_grid_core(emulated_core, tmp_path_factory):
+    return edited_core("small_grids", SMALL_GRIDS, tmp_path_factory)
+
+
+@pytest.fixture
+def small_grid_orders(small_grid_core, monkeypatch):
+    def run(fn):
+        return [
+            fn(emulated_target(small_grid_core, monkeypatch, o)) for o in ("forward", "reverse")
+        ]
+
+    return run
+
+
+def log_mel_on(target: cases.Target, x: torch.Tensor, config, masks=None) -> torch.Tensor:
+    with target.active():
+        return log_mel(x, config, augment=masks)
+
+
+@pytest.mark.parametrize(
+    "config", cases.CONFIGS, ids=[f"config{i}" for i in range(len(cases.CONFIGS))]
+)
+def test_small_grids_log_mel(small_grid_orders, config):
+    x = torch.randn(5, 1000)
+    masks = cases.case_augment().draw(5, config.n_features, config.num_frames(1000))
+    expected = log_mel(x, config, augment=masks)
+    for got in small_grid_orders(lambda t: log_mel_on(t, x, config, masks)):
+        assert cases.log_mel_mismatch(got, expected, config) is None
+
+
+def test_small_grids_spec_augment(small_grid_orders):
+    spec = torch.randn(3, 2, 5, 700)
+    masks = cases.case_augment().draw(3, 5, 700)
+    expected = spec_augment(spec, masks)
+
+    def on(target):
+        with target.active():
+            return spec_augment(spec, masks)
+
+    for got in small_grid_orders(on):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("case", cases.HR_FUSE_CASES[:2], ids=["branch0of4", "branch1of4_cl"])
+def test_small_grids_hr_fuse(small_grid_orders, case):
+    branch, n_branches, channels_last = case
+    inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, torch.float32, batch=2, channels=3)
+    grad = torch.randn_like(inputs[0])
+    expected = cases.hr_fuse_on(inputs, n_same, grad, None)
+    for got in small_grid_orders(
+        lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, channels_last)
+    ):
+        assert cases.hr_fuse_mismatch(got, expected, n_branches) is None
+
+
+# Without the barrier that ends an example, a warp running ahead loads the next example's
+# samples over the power spectrum other warps still read; it shares their buffer when the FFT
+# has an odd number of stages (config 7: n_fft 96, 48 = 4 * 4 * 3).
+@pytest.mark.parametrize(
+    ("bug", "rewrites", "config"),
+    [
+        ("missing_barrier", MISSING_BARRIER, cases.CONFIGS[0]),
+        ("missing_reuse_barrier", MISSING_REUSE_BARRIER, cases.CONFIGS[7]),
+    ],
+)
+def test_a_missing_barrier_changes_the_features(
+    bug, rewrites, config, tmp_path_factory, monkeypatch
+):
+    core = edited_core(bug, rewrites, tmp_path_factory)
+    x = torch.randn(5, 1000)
     results = []
     for order in ("forward", "reverse"):
-        with emulated_target(core, monkeypatch, order).active():
-            results.append(log_mel(x, config))
+        results.append(log_mel_on(emulated_target(core, monkeypatch, order), x, config))
     expected = log_mel(x, config)
     caught = [cases.log_mel_mismatch(got, expected, config) is not None for got in results]
     assert all(caught) or not torch.equal(*results)
 
 
 def test_a_divergent_barrier_is_an_error(tmp_path_factory, monkeypatch):
-    core = broken_core("divergent_barrier", tmp_path_factory)
-    with (
-        emulated_target(core, monkeypatch, "forward").active(),
-        pytest.raises(RuntimeError, match="barrier divergence"),
-    ):
-        log_mel(torch.randn(1, 4001), cases.CONFIGS[0])
+    core = edited_core("divergent_barrier", DIVERGENT_BARRIER, tmp_path_factory)
+    target = emulated_target(core, monkeypatch, "forward")
+    with pytest.raises(RuntimeError, match="barrier divergence"):
+        log_mel_on(target, torch.randn(1, 4001), cases.CONFIGS[0])
 
 
 def test_the_build_command_prints_the_module(emulated_core):

@@ -3,9 +3,10 @@
 // (CI included) run the CUDA back-ends' own code: see tests/cuda_emulation/README.md.
 //
 // A block's threads are fibers on the calling OS thread. A fiber runs until it reaches
-// __syncthreads() or a warp shuffle, so the block advances barrier phase by barrier phase, and
-// threads can be scheduled in reverse order (EMOHRNET_EMU_ORDER=reverse): a missing barrier
-// then changes the result. Launches are checked against the limits a GPU enforces (block and
+// __syncthreads() or a warp shuffle; warp by warp, each runs (through its shuffles) up to the
+// next barrier before the next warp starts, so the block advances barrier phase by barrier
+// phase, and threads and warps can be scheduled in reverse order (EMOHRNET_EMU_ORDER=reverse):
+// a missing barrier then changes the result. Launches are checked against the limits a GPU enforces (block and
 // grid sizes, dynamic shared memory and its opt-in attribute), and fresh shared memory is
 // filled with NaN bytes, so a read of an element nobody wrote poisons the output. What this
 // cannot show: anything about timing, warp-synchronous code without shuffles, or the device's
@@ -139,23 +140,27 @@ inline void resume(Block& b, int i) {
   swapcontext(&b.scheduler, &b.fibers[i].context);
 }
 
-// Releases every warp whose lanes all wait at a shuffle; true if any was released.
-inline bool release_warps(Block& b) {
-  const int n = static_cast<int>(b.fibers.size());
-  bool released = false;
-  for (int base = 0; base < n; base += kWarpSize) {
-    const int end = std::min(base + kWarpSize, n);
+// Runs warp `base / 32` until none of its lanes can go on: each lane in turn up to its next
+// __syncthreads() or shuffle; a shuffle every lane has reached is released and the warp goes
+// on. So a warp runs ahead of the others up to the next barrier, as a GPU's independent warps
+// may, and a shared-memory race between warps that only a shuffle seemed to order shows.
+inline void run_warp(Block& b, int base, bool reverse) {
+  const int end = std::min(base + kWarpSize, static_cast<int>(b.fibers.size()));
+  for (;;) {
+    for (int k = base; k < end; ++k) {
+      const int i = reverse ? base + end - 1 - k : k;
+      if (b.fibers[i].state == State::kRunnable) resume(b, i);
+    }
     bool all_waiting = true;
     for (int i = base; i < end; ++i) all_waiting &= b.fibers[i].state == State::kAtWarpSync;
-    if (!all_waiting) continue;
+    if (!all_waiting) return;
     for (int i = base; i < end; ++i) b.fibers[i].state = State::kRunnable;
-    released = true;
   }
-  return released;
 }
 
 inline void run_block(Block& b, bool reverse) {
   const int n = static_cast<int>(b.fibers.size());
+  const int warps = (n + kWarpSize - 1) / kWarpSize;
   for (Fiber& f : b.fibers) {
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = f.stack.data();
@@ -165,11 +170,7 @@ inline void run_block(Block& b, bool reverse) {
     f.state = State::kRunnable;
   }
   for (;;) {
-    for (int k = 0; k < n; ++k) {
-      const int i = reverse ? n - 1 - k : k;
-      if (b.fibers[i].state == State::kRunnable) resume(b, i);
-    }
-    if (release_warps(b)) continue;
+    for (int k = 0; k < warps; ++k) run_warp(b, (reverse ? warps - 1 - k : k) * kWarpSize, reverse);
     int done = 0, at_barrier = 0;
     for (const Fiber& f : b.fibers) {
       done += f.state == State::kDone;
