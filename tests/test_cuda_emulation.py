@@ -52,11 +52,20 @@ class _CudaPath:
 def emulated_target(core, monkeypatch: pytest.MonkeyPatch, order: str) -> cases.Target:
     @contextlib.contextmanager
     def active():
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         with monkeypatch.context() as patch:
             patch.setenv("EMOHRNET_EMU_ORDER", order)
             for module in LAUNCHING_OPS:
                 patch.setattr(module, "_C", _CudaPath(core))
-            yield
+            # torch.empty & co. then fill with NaN: an output element a kernel never writes
+            # shows, whatever the allocator hands back.
+            patch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                yield
+            finally:
+                torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
     return cases.Target(move=lambda t: t, active=active)
 
@@ -190,6 +199,7 @@ LOAD_BARRIER = "    }\n    __syncthreads();\n\n    int ns = 1;"
 REUSE_BARRIER = "    __syncthreads();  // the next example reuses shared memory"
 LOG_MEL = "log_mel/log_mel_cuda.cu"
 MISSING_BARRIER = {LOG_MEL: {LOAD_BARRIER: LOAD_BARRIER.replace("__syncthreads();", "")}}
+UNWRITTEN_FRAME = {"spec_augment/spec_augment_cuda.cu": {"t < p.frames;": "t < p.frames - 1;"}}
 DIVERGENT_BARRIER = {
     LOG_MEL: {REUSE_BARRIER: REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)}
 }
@@ -286,6 +296,16 @@ def test_a_missing_barrier_changes_the_features(
     expected = log_mel(x, config)
     caught = [cases.log_mel_mismatch(got, expected, config) is not None for got in results]
     assert all(caught) or not torch.equal(*results)
+
+
+def test_an_output_element_never_written_shows(tmp_path_factory, monkeypatch):
+    core = edited_core("unwritten_frame", UNWRITTEN_FRAME, tmp_path_factory)
+    spec = torch.randn(2, 3, 10)
+    masks = cases.case_augment().draw(2, 3, 10)
+    with emulated_target(core, monkeypatch, "forward").active():
+        got = spec_augment(spec, masks)
+    assert got[..., :-1].equal(spec_augment(spec, masks)[..., :-1])
+    assert got[..., -1].isnan().all()
 
 
 def test_a_divergent_barrier_is_an_error(tmp_path_factory, monkeypatch):
