@@ -181,7 +181,8 @@ def test_kernel_cases_script_passes_on_the_emulation(target, capsys):
 # Rewrites of the CUDA sources for the tests below: {file: {text: replacement}}, each text
 # found exactly once in its file.
 # Grid caps of 2-3 blocks, so every grid-stride loop (over the batch, rows, frames, elements)
-# takes several turns on small inputs: a GPU only does that beyond 65535 examples or rows.
+# takes several turns on small inputs: a GPU only does that beyond 65535 examples or rows. And
+# hr_fuse's 64-bit index path, which a GPU takes beyond 2^31 elements.
 SMALL_GRIDS = {
     "log_mel/log_mel_cuda.cu": {
         "kMaxGridY = 65535;": "kMaxGridY = 2;",
@@ -191,7 +192,10 @@ SMALL_GRIDS = {
         "kMaxGridY = 65535;": "kMaxGridY = 2;",
         "/ kThreads, 1024)": "/ kThreads, 2)",
     },
-    "hr_fuse/hr_fuse_cuda.cu": {"kMaxBlocks = 65535;": "kMaxBlocks = 3;"},
+    "hr_fuse/hr_fuse_cuda.cu": {
+        "kMaxBlocks = 65535;": "kMaxBlocks = 3;",
+        "narrow = total <= std::numeric_limits<int32_t>::max();": "narrow = false;",
+    },
 }
 # Deliberate bugs, each of which the emulation must catch: otherwise the tests above could
 # pass on code that is wrong on a GPU.
@@ -263,10 +267,11 @@ def test_small_grids_spec_augment(small_grid_orders):
         assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("case", cases.HR_FUSE_CASES[:2], ids=["branch0of4", "branch1of4_cl"])
-def test_small_grids_hr_fuse(small_grid_orders, case):
+def test_small_grids_hr_fuse(small_grid_orders, case, dtype):
     branch, n_branches, channels_last = case
-    inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, torch.float32, batch=2, channels=3)
+    inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, dtype, batch=2, channels=3)
     grad = torch.randn_like(inputs[0])
     expected = cases.hr_fuse_on(inputs, n_same, grad, None)
     for got in small_grid_orders(
