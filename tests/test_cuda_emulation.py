@@ -1,8 +1,10 @@
 """The CUDA back-ends' own code (csrc/*/*_cuda.cu) run on the CPU by the emulation in
 tests/cuda_emulation/, against the CPU kernels, on the cases tests/gpu/kernel_cases.py runs
-on a GPU. Every case also runs with each block's threads scheduled in reverse, which must give
-the same bits: a missing __syncthreads() would make the order matter. This is what CI can say
-about the CUDA code without a GPU; the device run (tests/gpu/run_device.sh) still decides."""
+on a GPU. Every case also runs with threads, warps and blocks scheduled in reverse, which must
+give the same bits: a missing __syncthreads() would make the order matter. Builds with small
+grid caps run the grid-stride loops, and deliberately broken builds check that the emulation
+catches what it claims to (tests/cuda_emulation/README.md). This is what CI can say about the
+CUDA code without a GPU; the device run (tests/gpu/run_device.sh) still decides."""
 
 from __future__ import annotations
 
