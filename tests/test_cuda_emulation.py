@@ -209,6 +209,13 @@ LOAD_BARRIER = "    }\n    __syncthreads();\n\n    int ns = 1;"
 REUSE_BARRIER = "    __syncthreads();  // the next example reuses shared memory"
 LOG_MEL = "log_mel/log_mel_cuda.cu"
 MISSING_BARRIER = {LOG_MEL: {LOAD_BARRIER: LOAD_BARRIER.replace("__syncthreads();", "")}}
+SHARED_TOO_SMALL = {
+    LOG_MEL: {
+        "smem = static_cast<std::size_t>(fpb) * bytes_per_frame;": (
+            "smem = static_cast<std::size_t>(fpb) * bytes_per_frame - 8;"
+        )
+    }
+}
 UNWRITTEN_FRAME = {"spec_augment/spec_augment_cuda.cu": {"t < p.frames;": "t < p.frames - 1;"}}
 DIVERGENT_BARRIER = {
     LOG_MEL: {REUSE_BARRIER: REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)}
@@ -317,6 +324,14 @@ def test_an_output_element_never_written_shows(tmp_path_factory, monkeypatch):
         got = spec_augment(spec, masks)
     assert got[..., :-1].equal(spec_augment(spec, masks)[..., :-1])
     assert got[..., -1].isnan().all()
+
+
+@checks_the_emulation
+def test_a_write_past_the_shared_memory_is_an_error(tmp_path_factory, monkeypatch):
+    core = edited_core("shared_too_small", SHARED_TOO_SMALL, tmp_path_factory)
+    target = emulated_target(core, monkeypatch, "forward")
+    with pytest.raises(RuntimeError, match=r"wrote \d+ bytes outside its \d+ bytes of dynamic"):
+        log_mel_on(target, torch.randn(1, 4001), cases.CONFIGS[0])
 
 
 @checks_the_emulation

@@ -6,11 +6,12 @@
 // __syncthreads() or a warp shuffle; warp by warp, each runs (through its shuffles) up to the
 // next barrier before the next warp starts, so the block advances barrier phase by barrier
 // phase, and threads and warps can be scheduled in reverse order (EMOHRNET_EMU_ORDER=reverse):
-// a missing barrier then changes the result. Launches are checked against the limits a GPU enforces (block and
-// grid sizes, dynamic shared memory and its opt-in attribute), and fresh shared memory is
-// filled with NaN bytes, so a read of an element nobody wrote poisons the output. What this
-// cannot show: anything about timing, warp-synchronous code without shuffles, or the device's
-// floating point (no FMA contraction here; libm's transcendental functions).
+// a missing barrier then changes the result. Launches are checked against the limits a GPU
+// enforces (block and grid sizes, dynamic shared memory and its opt-in attribute). Fresh
+// shared memory is filled with NaN bytes, so a read of an element nobody wrote poisons the
+// output, and a write just outside it is an error. What this cannot show: anything about
+// timing, warp-synchronous code without shuffles, or the device's floating point (no FMA
+// contraction here; libm's transcendental functions).
 
 #include <ucontext.h>
 
@@ -78,6 +79,8 @@ constexpr unsigned kMaxGridYZ = 65535;
 constexpr std::size_t kDefaultSharedBytes = 48 * 1024;
 constexpr std::size_t kOptInSharedBytes = 227 * 1024;
 constexpr std::size_t kFiberStackBytes = 256 * 1024;
+// Around a block's dynamic shared memory, checked after the block: a write out of bounds.
+constexpr std::size_t kSharedGuardBytes = 1024;
 constexpr int kWarpSize = 32;
 
 enum class State { kRunnable, kAtSyncthreads, kAtWarpSync, kDone };
@@ -206,6 +209,19 @@ inline cudaError_t check_launch(const void* kernel, dim3 grid, dim3 threads, std
   return cudaSuccess;
 }
 
+inline void check_shared_guards(const Block& b, std::size_t shared) {
+  std::size_t touched = 0;
+  for (std::size_t i = 0; i < kSharedGuardBytes; ++i) {
+    touched += b.shared[i] != 0xFF;
+    touched += b.shared[kSharedGuardBytes + shared + i] != 0xFF;
+  }
+  if (touched > 0) {
+    fail("block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " +
+         std::to_string(blockIdx.z) + ") wrote " + std::to_string(touched) +
+         " bytes outside its " + std::to_string(shared) + " bytes of dynamic shared memory");
+  }
+}
+
 inline void run_grid(const void* kernel, dim3 grid, dim3 threads, std::size_t shared,
                      const std::function<void()>& body) {
   const cudaError_t err = check_launch(kernel, grid, threads, shared);
@@ -232,15 +248,16 @@ inline void run_grid(const void* kernel, dim3 grid, dim3 threads, std::size_t sh
     const unsigned long long id = reverse ? blocks - 1 - k : k;
     blockIdx = {static_cast<unsigned>(id % grid.x), static_cast<unsigned>((id / grid.x) % grid.y),
                 static_cast<unsigned>(id / (static_cast<unsigned long long>(grid.x) * grid.y))};
-    b.shared.assign(shared, 0xFF);  // all-ones bytes: NaN as a float
+    b.shared.assign(shared + 2 * kSharedGuardBytes, 0xFF);  // all-ones bytes: NaN as a float
     run_block(b, reverse);
+    check_shared_guards(b, shared);
   }
   b.body = nullptr;
 }
 
 template <typename T>
 T* dynamic_shared() {
-  return reinterpret_cast<T*>(block().shared.data());
+  return reinterpret_cast<T*>(block().shared.data() + kSharedGuardBytes);
 }
 
 template <typename... P>
