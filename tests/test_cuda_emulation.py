@@ -178,10 +178,9 @@ def test_hr_fuse_forward_and_backward(each_order, dtype, case):
     assert cases.hr_fuse_mismatch(got, expected, n_branches) is None
 
 
-def test_kernel_cases_script_passes_on_the_emulation(target, capsys):
-    """The GPU script's own loop (quick lengths) with the emulation as its target."""
-    failures = cases.check_masks(target) + cases.check_hr_fuse(target)
-    assert failures == 0, capsys.readouterr().out
+def test_the_gpu_script_passes_on_the_emulation(target, capsys):
+    """tests/gpu/kernel_cases.py's own run, every case at its full lengths, on the emulation."""
+    assert cases.check_edge_cases(target) == 0, capsys.readouterr().out
 
 
 # Rewrites of the CUDA sources for the tests below: {file: {text: replacement}}, each text
