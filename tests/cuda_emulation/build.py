@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 import sysconfig
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -136,4 +135,3 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sanitize", action="store_true", help="with ASan + UBSan")
     print(build(sanitize=parser.parse_args().sanitize))
-    sys.exit(0)
