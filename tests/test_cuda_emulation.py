@@ -96,12 +96,22 @@ def target(emulated_core, monkeypatch, order) -> cases.Target:
     return emulated_target(emulated_core, monkeypatch, order)
 
 
+def in_each_order(core, monkeypatch: pytest.MonkeyPatch, fn) -> list:
+    """``fn(target)`` on the emulated ``core``, once in each order of ORDERS."""
+    return [fn(emulated_target(core, monkeypatch, order)) for order in ORDERS]
+
+
+def log_mel_on(target: cases.Target, x: torch.Tensor, config, masks=None) -> torch.Tensor:
+    with target.active():
+        return log_mel(target.move(x), config, augment=masks)
+
+
 @pytest.fixture
 def each_order(emulated_core, monkeypatch):
     """Runs a function of the target in each order of ORDERS; asserts equal bits; returns one."""
 
     def run(fn):
-        first, *others = (fn(emulated_target(emulated_core, monkeypatch, o)) for o in ORDERS)
+        first, *others = in_each_order(emulated_core, monkeypatch, fn)
         for other in others:
             for a, b in zip(first, other, strict=True):
                 torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
@@ -128,12 +138,7 @@ def test_log_mel(each_order, config, length, batch):
     if config.n_fft == 2 and length > 1000:
         length = 1000  # 1 frame per sample: the emulation's thread switches dominate
     x = torch.randn(batch, length)
-
-    def on(target):
-        with target.active():
-            return [log_mel(target.move(x), config)]
-
-    (got,) = each_order(on)
+    (got,) = each_order(lambda t: [log_mel_on(t, x, config)])
     assert cases.log_mel_mismatch(got, log_mel(x, config), config) is None
 
 
@@ -156,12 +161,7 @@ def test_log_mel_with_fused_masks(each_order, config):
     length = 4001
     x = torch.randn(3, length)
     masks = cases.case_augment().draw(3, config.n_features, config.num_frames(length))
-
-    def on(target):
-        with target.active():
-            return [log_mel(x, config, augment=masks)]
-
-    (got,) = each_order(on)
+    (got,) = each_order(lambda t: [log_mel_on(t, x, config, masks)])
     assert cases.log_mel_mismatch(got, log_mel(x, config, augment=masks), config) is None
 
 
@@ -242,15 +242,7 @@ def small_grid_core(emulated_core, tmp_path_factory):
 
 @pytest.fixture
 def small_grid_orders(small_grid_core, monkeypatch):
-    def run(fn):
-        return [fn(emulated_target(small_grid_core, monkeypatch, o)) for o in ORDERS]
-
-    return run
-
-
-def log_mel_on(target: cases.Target, x: torch.Tensor, config, masks=None) -> torch.Tensor:
-    with target.active():
-        return log_mel(x, config, augment=masks)
+    return lambda fn: in_each_order(small_grid_core, monkeypatch, fn)
 
 
 @pytest.mark.parametrize(
@@ -306,9 +298,7 @@ def test_a_missing_barrier_changes_the_features(
 ):
     core = edited_core(bug, rewrites, tmp_path_factory)
     x = torch.randn(5, 1000)
-    results = []
-    for order in ("forward", "reverse"):
-        results.append(log_mel_on(emulated_target(core, monkeypatch, order), x, config))
+    results = in_each_order(core, monkeypatch, lambda t: log_mel_on(t, x, config))
     expected = log_mel(x, config)
     caught = [cases.log_mel_mismatch(got, expected, config) is not None for got in results]
     assert all(caught) or not torch.equal(*results)

@@ -79,7 +79,7 @@ def log_mel_mismatch(got: Tensor, expected: Tensor, config: FrontEndConfig) -> s
 
 
 def masks_to(masks: MaskParams, target: Target) -> MaskParams:
-    return type(masks)(target.move(masks.freq), target.move(masks.time), target.move(masks.values))
+    return MaskParams(target.move(masks.freq), target.move(masks.time), target.move(masks.values))
 
 
 def case_augment() -> SpecAugment:
