@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from emohrnet_fast import checkpoint
-from emohrnet_fast.config import FrontEndConfig, TrainConfig
+from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
 
 CARD_FILE = "MODEL_CARD.md"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -140,8 +140,11 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
         value = getattr(config, field)
         if field == "epochs" or value != getattr(defaults, field):
             parts.append(f"--{field.replace('_', '-')} {value}")
-    if config.spec_augment is None and defaults.spec_augment is not None:
+    augment = config.spec_augment
+    if augment is None and defaults.spec_augment is not None:
         parts.append("--no-augment")
+    if isinstance(augment, SpecAugmentConfig):
+        parts.append(f"--freq-masks {augment.freq_masks} --time-masks {augment.time_masks}")
     if config.precision != defaults.precision:
         parts.append(f"--precision {config.precision}")
     others = [
@@ -150,6 +153,11 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
         if f.name not in (*_CLI_FLAGS, "model", "spec_augment", "precision", "device", "compile")
         and getattr(config, f.name) != getattr(defaults, f.name)
     ]
+    # The flags set only the mask counts; any other SpecAugment field has to be named.
+    if isinstance(augment, SpecAugmentConfig) and augment != SpecAugmentConfig(
+        freq_masks=augment.freq_masks, time_masks=augment.time_masks
+    ):
+        others.append(f"spec_augment={augment!r}")
     command = " ".join(parts)
     return command + (f"  (and TrainConfig {', '.join(others)})" if others else "")
 

@@ -43,8 +43,11 @@ On CUDA, a forward pass whose ``(clips, samples)`` shape was already run once is
 as a CUDA graph (front-end + model, after a warm-up on a side stream) and replayed from then
 on: the models are launch-bound (many small convolutions), and one replay replaces hundreds of
 launches. Shapes seen once run eagerly, so one-off lengths pay no capture; the
-``_GRAPH_CACHE`` most recently used graphs are kept. ``Predictor(cuda_graphs=False)`` turns
-this off.
+``_GRAPH_CACHE`` most recently used graphs are kept. Capture and replay run on the
+Predictor's own GPU, whichever device is current. A graph replays the memory it captured, so
+when the model's weight tensors are replaced (``.to()``, ``.half()``,
+``load_state_dict(assign=True)``) the graphs are dropped and shapes start again.
+``Predictor(cuda_graphs=False)`` turns this off.
 """
 
 from __future__ import annotations
@@ -306,6 +309,7 @@ class Predictor:
         self._shapes_seen: set[tuple[int, ...]] = set()
         # shape -> (graph, static input, static logits), least recently used first
         self._graphs: OrderedDict[tuple[int, ...], tuple[Any, Tensor, Tensor]] = OrderedDict()
+        self._graphed_weights: tuple = ()  # _weights_key() when the graphs were captured
         plain = self.model
         self.labels: tuple[str, ...] = (
             tuple(plain.labels)
@@ -373,9 +377,10 @@ class Predictor:
         """Classify every ``window_s``-second window, ``hop_s`` seconds apart, of one long
         clip or file, all windows in one batched pass (chunks of ``batch_size``).
 
-        Windows start at 0, ``hop_s``, ``2 * hop_s``, ... until one reaches the end; the last
-        is zero-padded past the end. A clip shorter than one window gives a single window,
-        zero-padded, with a ``UserWarning``.
+        Windows start at 0, ``hop_s``, ``2 * hop_s``, ... until one reaches the end (or,
+        with ``hop_s > window_s``, while they start inside the clip); the last is zero-padded
+        past the end. A clip shorter than one window gives a single window, zero-padded,
+        with a ``UserWarning``.
 
         Raises:
             ValueError: more than one clip, ``window_s`` / ``hop_s`` not positive and finite,
@@ -406,7 +411,9 @@ class Predictor:
             )
             count = 1
         else:
-            count = 1 + -(-(length - window) // hop)  # ceil: the last window reaches the end
+            # ceil: the last window reaches the end; but with hop_s > window_s that count
+            # could add a window starting past the end, so every start stays inside.
+            count = min(1 + -(-(length - window) // hop), 1 + (length - 1) // hop)
         padded = torch.nn.functional.pad(waveform, (0, (count - 1) * hop + window - length))
         windows = padded.unfold(0, window, hop)  # (count, window), a view
         if window < self.min_samples:
@@ -456,6 +463,11 @@ class Predictor:
         was_training = model.training
         model.eval()
         out = []
+        if self._graphs and self._weights_key() != self._graphed_weights:
+            # A graph replays the addresses it captured: after model.to(), .half() or
+            # load_state_dict(assign=True) it would read freed memory. Start again.
+            self._graphs.clear()
+            self._shapes_seen.clear()
         try:
             with torch.inference_mode():
                 for chunk in rows.split(self.batch_size):
@@ -499,21 +511,31 @@ class Predictor:
             self._graphs.move_to_end(shape)
         graph, static_in, static_out = entry
         static_in.copy_(batch)
-        graph.replay()
+        with torch.cuda.device(self.device):
+            graph.replay()
         return static_out
+
+    def _weights_key(self) -> tuple:
+        tensors = (*self.model.parameters(), *self.model.buffers(), *self.frontend.buffers())
+        return tuple((t.data_ptr(), t.dtype, t.device) for t in tensors)
 
     def _capture(self, batch: Tensor) -> tuple[Any, Tensor, Tensor]:
         static_in = batch.clone()
-        stream = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(stream)
-        with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside capture
-            for _ in range(2):
-                self._classify(static_in)
-        stream.wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            static_out = self._classify(static_in)
+        self._graphed_weights = self._weights_key()
+        # Everything on the Predictor's GPU, whichever device is current: torch's default
+        # capture stream lives on the device that was current when the process first
+        # captured, and kernels launched on another GPU would run outside the capture.
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream()
+            side = torch.cuda.Stream()
+            side.wait_stream(stream)
+            with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside capture
+                for _ in range(2):
+                    self._classify(static_in)
+            stream.wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+                static_out = self._classify(static_in)
         return graph, static_in, static_out
 
     def _clips(
@@ -614,7 +636,7 @@ def _as_float(what: str, samples: np.ndarray | Tensor) -> Tensor:
                 f"{what}: {'bool' if kind == 'b' else 'complex'} samples ({dtype}); expected "
                 "real floating-point samples or int16 PCM"
             )
-        if dtype == np.int16:
+        if kind == "i" and dtype.itemsize == 2:  # either byte order ('>i2' from raw BE data)
             return torch.from_numpy(samples.astype(np.float32) / np.float32(32768.0))
         if kind in "iu":
             raise TypeError(
@@ -686,7 +708,7 @@ def _device(device: torch.device | str) -> torch.device:
     from emohrnet_fast._info import cuda_usable
 
     if device is None:
-        return torch.device("cuda" if cuda_usable() else "cpu")
+        device = "cuda" if cuda_usable() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:

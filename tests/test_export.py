@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 import torch
@@ -12,8 +13,8 @@ from train_fixtures import TINY, tiny_corpus
 
 import emohrnet_fast as ef
 from emohrnet_fast import checkpoint
-from emohrnet_fast.cli import main
-from emohrnet_fast.export import CARD_FILE, DTYPES, export_fold
+from emohrnet_fast.cli import _parser, _train_config, main
+from emohrnet_fast.export import CARD_FILE, DTYPES, _cv_command, export_fold
 
 ONE_EPOCH = TINY.replace(epochs=1)
 
@@ -55,6 +56,37 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
     assert f"T = {result.fold_calibration[2].temperature:.3f}" in text
     assert "emohrnet-fast cv --corpus emodb" in text and "--epochs 1" in text
     assert "(and TrainConfig" in text  # the tiny model's overrides have no CLI flag
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ef.TrainConfig(model="centerloss_cnn_mfcc", epochs=30),
+        ef.TrainConfig(epochs=5, lr=3e-4, batch_size=16, seed=3, spec_augment=None),
+        ef.TrainConfig(epochs=5, optimizer="adamw", weight_decay=0.01, precision="bf16"),
+        ef.TrainConfig(
+            model="centerloss_cnn_mfcc",
+            epochs=2,
+            spec_augment=ef.SpecAugmentConfig(freq_masks=0, time_masks=4),
+        ),
+    ],
+    ids=["defaults", "no-augment", "adamw-bf16", "masks"],
+)
+def test_card_command_reproduces_the_config(config):
+    summary = {"corpus": "emodb", "root": "/data/emodb", "protocol": "loso"}
+    command = _cv_command(summary, config)
+    assert "(and TrainConfig" not in command  # every field here has a flag
+    args = _parser().parse_args(shlex.split(command)[1:])
+    assert _train_config(args) == config
+
+
+def test_card_command_names_spec_augment_fields_without_a_flag():
+    augment = ef.SpecAugmentConfig(freq_width=10, mask_value="mean")
+    command = _cv_command(
+        {"corpus": "emodb", "root": "r", "protocol": "loso"}, ef.TrainConfig(spec_augment=augment)
+    )
+    assert "--freq-masks 2 --time-masks 2" in command
+    assert f"(and TrainConfig spec_augment={augment!r})" in command
 
 
 def test_export_cli_and_its_errors(study, tmp_path, capsys):

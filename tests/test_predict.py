@@ -3,6 +3,7 @@ predict / timeline / demo / info commands, on a tiny model trained once per modu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -168,6 +169,9 @@ def test_int16_pcm_is_scaled(predictor, speech):
     expected = probs(predictor, pcm.astype(np.float32) / np.float32(32768))
     assert torch.equal(probs(predictor, pcm), expected)
     assert torch.equal(probs(predictor, torch.from_numpy(pcm)), expected)
+    big_endian = pcm.astype(">i2")  # e.g. np.frombuffer of raw AIFF data
+    assert torch.equal(probs(predictor, big_endian), expected)
+    assert torch.equal(probs(predictor, big_endian[::2]), probs(predictor, pcm[::2]))
 
 
 def test_resamples_to_the_model_rate(predictor, speech):
@@ -462,6 +466,22 @@ def test_timeline_exact_fit_paths_and_chunks(run, predictor, speech, wavs):
     )
 
 
+@pytest.mark.parametrize(
+    ("seconds", "window_s", "hop_s", "starts"),
+    [(7.5, 1.0, 3.0, [0.0, 3.0, 6.0]), (6.3, 2.0, 10.0, [0.0]), (6.0, 1.0, 2.5, [0.0, 2.5, 5.0])],
+)
+def test_timeline_hop_longer_than_window_starts_every_window_inside(
+    predictor, speech, seconds, window_s, hop_s, starts
+):
+    long = torch.cat(speech)[: round(seconds * RATE)]
+    timeline = predictor.timeline(long, RATE, window_s=window_s, hop_s=hop_s)
+    assert timeline.starts.tolist() == starts
+    assert (timeline.ends > timeline.starts).all()
+    segments = timeline.segments
+    assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(seconds)
+    assert all(s.end > s.start for s in segments)
+
+
 def test_timeline_of_audio_shorter_than_a_window(predictor, speech):
     short = speech[0][: RATE // 2]
     with pytest.warns(UserWarning, match=r"shorter than window_s=2: one window, zero-padded"):
@@ -712,6 +732,46 @@ def test_cuda_bf16(run, predictor, speech):
     assert torch.isfinite(alone).all() and float(alone.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
+class _StandInGraph:
+    """What the Predictor's graph cache needs of a CUDA graph, on the CPU: replay() reruns the
+    captured step on the static input into the static output."""
+
+    def __init__(self, step, static_in):
+        self.step, self.static_in = step, static_in
+        self.static_out = step(static_in)
+
+    def replay(self):
+        self.static_out.copy_(self.step(self.static_in))
+
+
+def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
+    run, speech, monkeypatch
+):
+    model = ef.load_model(run)
+    predictor = ef.Predictor(model, device="cpu")
+    eager = ef.Predictor(model, device="cpu", cuda_graphs=False)
+    predictor.cuda_graphs = True  # the cache's logic, with CPU stand-ins for capture and replay
+    captures = []
+
+    def capture(batch):
+        captures.append(tuple(batch.shape))
+        predictor._graphed_weights = predictor._weights_key()
+        graph = _StandInGraph(predictor._classify, batch.clone())
+        return graph, graph.static_in, graph.static_out
+
+    monkeypatch.setattr(predictor, "_capture", capture)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    batch, pair = torch.stack(speech[:3]), torch.stack(speech[3:5])
+    for _ in range(3):
+        assert torch.equal(predictor.logits(batch, RATE), eager.logits(batch, RATE))
+    assert torch.equal(predictor.logits(pair, RATE), eager.logits(pair, RATE))
+    assert captures == [(3, 2 * RATE)]  # eager the first time a shape is seen, then one capture
+    model.double().float()  # new parameter storage: a real graph would read freed memory
+    for _ in range(2):
+        assert torch.equal(predictor.logits(batch, RATE), eager.logits(batch, RATE))
+    assert captures == [(3, 2 * RATE)] * 2 and list(predictor._graphs) == [(3, 2 * RATE)]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -735,3 +795,11 @@ def test_cuda_graph_replay_equals_eager(run, speech, precision, source):
         graphed.logits(other, RATE), eager.logits(other, RATE), atol=1e-5, rtol=0
     )
     assert len(graphed._graphs) == 1 and not eager._graphs
+    # new weight tensors (assign=True): the graph would read the old ones, so it is recaptured
+    changed = {k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict(changed, assign=True)
+    for _ in range(2):
+        torch.testing.assert_close(
+            graphed.logits(batch, RATE), eager.logits(batch, RATE), atol=1e-5, rtol=0
+        )
+    assert len(graphed._graphs) == 1
