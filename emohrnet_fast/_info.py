@@ -16,6 +16,36 @@ def cuda_usable() -> bool:
     return _C.has_cuda() and torch.cuda.is_available() and _C.cuda_device_count() > 0
 
 
+def resolve_device(device: torch.device | str | None, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` with an explicit CUDA index (``None``: the current CUDA
+    device when :func:`cuda_usable`, else the CPU).
+
+    Raises:
+        ValueError: not a device, not CPU or CUDA, CUDA without a usable device, or an index
+            past the devices there are; the message starts with ``{name}={device!r}``.
+    """
+    if device is None:
+        device = "cuda" if cuda_usable() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{name}={device!r}: not a device ({error})") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}={device!r}: expected 'cpu' or 'cuda[:N]'")
+    if resolved.type == "cuda":
+        if not cuda_usable():
+            raise ValueError(f"{name}={device!r}: no usable CUDA device here")
+        count = torch.cuda.device_count()
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+        elif resolved.index >= count:
+            raise ValueError(
+                f"{name}={device!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    return resolved
+
+
 def info() -> dict:
     """Version, build (CPU / CUDA kernels, architectures) and usable devices, as a dict."""
     from emohrnet_fast import __version__

@@ -214,8 +214,11 @@ def evaluate(
         batch_size: clips per forward pass.
         device: where to run; ``None``: the model's device.
         clip_seconds: score a centred window of this length (zero-padded when shorter), as
-            training validates; ``None``: whole utterances, batched by length (each batch
-            zero-padded to its longest clip).
+            training validates; ``None``: whole utterances, batched as :class:`~emohrnet_fast.
+            Predictor` batches them (only clips of equal length share a batch, so each scores
+            as :func:`~emohrnet_fast.predict` scores it; one shorter than the model's minimum
+            is zero-padded to it, with a warning). A corpus where almost every length differs
+            then runs nearly a clip per forward pass: pass ``clip_seconds`` for speed.
         meta: stored in :attr:`Report.meta` (corpus, fold, ...).
 
     Returns:
@@ -265,7 +268,7 @@ def dataset_logits(
 ) -> Tensor:
     """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order."""
     from emohrnet_fast.checkpoint import unwrap
-    from emohrnet_fast.infer import Predictor
+    from emohrnet_fast.infer import Predictor, _warn_short
 
     if dataset.waveforms is None:
         raise ValueError(f"dataset {dataset.name!r}: no waveforms loaded (load_audio=True)")
@@ -290,10 +293,19 @@ def dataset_logits(
         clip = max(1, round(clip_seconds * dataset.sample_rate))
         order = torch.arange(len(dataset))
         windows = [(chunk, clip) for chunk in order.split(batch_size)]
-    else:  # similar lengths together, so little padding
-        lengths = dataset.waveforms.lengths
+    else:  # Predictor's length buckets: each clip scores as predict() scores it
+        lengths = dataset.waveforms.lengths.cpu()
+        short = int((lengths < predictor.min_samples).sum())
+        if short:
+            subject = f"{short} utterance{'s' if short > 1 else ''} of dataset {dataset.name!r}"
+            _warn_short(f"{subject} {'are' if short > 1 else 'is'}", int(lengths.min()), predictor)
         order = torch.argsort(lengths, stable=True)
-        windows = [(chunk, int(lengths[chunk].max())) for chunk in order.split(batch_size)]
+        sizes, counts = torch.unique_consecutive(lengths[order], return_counts=True)
+        windows = [
+            (chunk, max(int(size), predictor.min_samples))
+            for group, size in zip(order.split(counts.tolist()), sizes, strict=True)
+            for chunk in group.split(batch_size)
+        ]
     out = torch.empty(len(dataset), plain.num_classes)
     for chunk, width in windows:
         batch, _ = waveforms.crops(chunk.to(device), width, 0.5)

@@ -71,6 +71,7 @@ from torch import Tensor, nn
 from emohrnet_fast import audio as _audio
 from emohrnet_fast import checkpoint
 from emohrnet_fast._files import atomic_write
+from emohrnet_fast._info import resolve_device
 from emohrnet_fast.models.base import EmotionModel
 
 Precision = Literal["fp32", "bf16"]
@@ -294,11 +295,11 @@ class Predictor:
             if device is None:
                 first = next(plain.parameters(), None)
                 device = first.device if first is not None else torch.device("cpu")
-            self.device = _device(device)
+            self.device = resolve_device(device)
             self.model = plain.to(self.device)
             self.source = None
         else:
-            self.device = _device(device)
+            self.device = resolve_device(device)
             self.source = checkpoint_folder(model)
             self.model = checkpoint.load_model(self.source, self.device)
         from emohrnet_fast.features import FrontEnd
@@ -704,25 +705,6 @@ def _check_top_k(top_k: int | None) -> None:
         raise ValueError(f"top_k={top_k!r}: expected None or an integer >= 1")
 
 
-def _device(device: torch.device | str) -> torch.device:
-    from emohrnet_fast._info import cuda_usable
-
-    if device is None:
-        device = "cuda" if cuda_usable() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device={device!r}: not a device ({error})") from error
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'")
-    if resolved.type == "cuda":
-        if not cuda_usable():
-            raise ValueError(f"device={device!r}: no usable CUDA device here")
-        if resolved.index is None:
-            resolved = torch.device("cuda", torch.cuda.current_device())
-    return resolved
-
-
 def checkpoint_folder(model: str | os.PathLike) -> Path:
     """The checkpoint folder a ``model=`` argument names: ``"default"`` (the bundled model) or
     a path that :func:`emohrnet_fast.checkpoint.resolve` accepts.
@@ -775,7 +757,7 @@ def _predictor(
     if isinstance(model, nn.Module):
         return Predictor(model, device)
     folder = checkpoint_folder(model)
-    resolved = _device(device)
+    resolved = resolve_device(device)
     try:
         stamp = (folder / checkpoint.MODEL_FILE).stat().st_mtime_ns
     except OSError:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from emohrnet_fast import checkpoint
 from emohrnet_fast._files import atomic_write
-from emohrnet_fast._info import cuda_usable
+from emohrnet_fast._info import resolve_device
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
@@ -158,7 +158,7 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device, "TrainConfig.device")
     env = _Distributed()
     if env.active and device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
@@ -172,20 +172,6 @@ def train(
         )
     finally:
         env.stop()
-
-
-def _resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if cuda_usable() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"TrainConfig.device={name!r}: not a device ({error})") from error
-    if device.type == "cuda" and not cuda_usable():
-        raise ValueError(f"TrainConfig.device={name!r}: no usable CUDA device here")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"TrainConfig.device={name!r}: expected 'cpu' or 'cuda[:N]'")
-    return device
 
 
 def _check_data(train_set: Corpus, val_set: Corpus | None) -> tuple[str, ...]:
@@ -528,6 +514,9 @@ class _Trainer:
             if resume:
                 raise ValueError("resume=True needs out_dir (where the checkpoints are)")
             return 0
+        if self.env.main:
+            checkpoint.remove_partial(self.run)  # an earlier run killed while saving
+        self.env.barrier()
         epochs = checkpoint.epoch_dirs(self.run)
         if not epochs:
             return 0

@@ -353,6 +353,20 @@ def test_cuda_without_a_gpu_is_a_clear_error(run):
         ef.Predictor(run, device="cuda")
 
 
+def test_cuda_index_past_the_devices_is_a_clear_error(run, monkeypatch):
+    from emohrnet_fast import _info
+
+    monkeypatch.setattr(_info, "cuda_usable", lambda: True)  # as on a machine with 2 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _info.resolve_device(None) == torch.device("cuda", 1)
+    assert _info.resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"device='cuda:2': this machine has 2 CUDA device\(s\)"):
+        ef.Predictor(run, device="cuda:2")
+    with pytest.raises(ValueError, match=r"TrainConfig.device='cuda:5': this machine has 2"):
+        ef.train(ef.TrainConfig(device="cuda:5"), None)
+
+
 # --------------------------------------------------------------------------- models
 def test_bundled_default_model(bundled, run, speech):
     assert checkpoint.resolve("default") == bundled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,21 @@ def test_kill_9_mid_epoch_loses_at_most_that_epoch(reference_run, corpus, tmp_pa
     assert_same_weights(weights(resumed.model), weights(reference.model))
 
 
+def test_resume_clears_what_a_kill_inside_save_left(corpus, tmp_path):
+    ef.train(TINY.replace(epochs=1), corpus, out_dir=tmp_path, progress=False, quiet=True)
+    folder = tmp_path / "checkpoints"
+    # Killed between save()'s two renames: the complete checkpoint is only under its .old name.
+    (folder / "epoch-0001").rename(folder / ".epoch-0001.old")
+    partial = folder / ".epoch-0002.k1ll3d.tmp"  # and a later save's half-written folder
+    partial.mkdir()
+    (partial / checkpoint.MODEL_FILE).write_bytes(b"\0" * 100)
+    resumed = ef.train(
+        TINY.replace(epochs=2), corpus, out_dir=tmp_path, resume=True, progress=False, quiet=True
+    )
+    assert resumed.resumed_from == 1 and [r["epoch"] for r in resumed.history] == [1, 2]
+    assert [p.name for p in folder.iterdir()] == ["epoch-0002"]
+
+
 def test_full_disk_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
     import safetensors.torch
 
@@ -186,8 +203,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
         waveforms.lengths,
         waveforms.sample_rate,
     )
-    import dataclasses
-
     bad = dataclasses.replace(corpus, waveforms=poisoned)
     with pytest.raises(ef.TrainingDiverged, match=r"NaN or infinite in epoch 2.*epoch-0001"):
         ef.train(TINY.replace(epochs=2), bad, out_dir=tmp_path, resume=True, quiet=True)
@@ -230,6 +245,29 @@ def test_evaluate_whole_utterances_and_label_checks(reference_run, corpus):
             ef.evaluate(model, corpus)
     finally:
         model.labels = saved
+
+
+def test_whole_utterances_score_each_clip_as_predict_does(reference_run, corpus):
+    """Variable lengths: no clip is padded to fit a longer one in its batch, and a clip below
+    the model's minimum is padded to it with a warning, exactly as Predictor does."""
+    from emohrnet_fast.data.corpus import Waveforms
+    from emohrnet_fast.evaluate import dataset_logits
+
+    model = reference_run[0].model
+    predictor = ef.Predictor(model, device="cpu")
+    rate = corpus.sample_rate
+    cuts = (rate, predictor.min_samples // 2, rate // 2, rate, rate // 2 + 1, 2 * rate)
+    clips = [corpus.waveforms[i][: cuts[i % len(cuts)]] for i in range(len(corpus))]
+    lengths = torch.tensor([clip.numel() for clip in clips])
+    varied = dataclasses.replace(
+        corpus, waveforms=Waveforms(torch.cat(clips), lengths.cumsum(0) - lengths, lengths, rate)
+    )
+    with pytest.warns(UserWarning, match="4 utterances of dataset 'emodb' are shorter"):
+        logits = dataset_logits(model, varied, batch_size=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same short-clip warning, once per clip
+        alone = torch.stack([predictor.logits(clip, rate) for clip in clips])
+    torch.testing.assert_close(logits, alone, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
