@@ -142,8 +142,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from emohrnet_fast import evaluate, load_model
+    from emohrnet_fast._info import resolve_device
 
-    model = load_model(args.checkpoint, device=args.device or "cpu")
+    model = load_model(args.checkpoint, device=resolve_device(args.device, "--device"))
     corpus = _corpus(args, model.default_frontend.sample_rate)
     if args.speakers:
         _, corpus = _split_by_speakers(corpus, args.speakers)
@@ -414,7 +415,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_corpus_args(eval_cmd)
     eval_cmd.add_argument("--speakers", help="comma-separated speakers to score (default all)")
     eval_cmd.add_argument("--clip-seconds", type=float, help="centred windows of this length")
-    eval_cmd.add_argument("--device", help="cpu or cuda")
+    eval_cmd.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
     eval_cmd.add_argument("--out", type=Path, help="write report.json/.md and confusion.png")
     eval_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     eval_cmd.set_defaults(run=_evaluate)

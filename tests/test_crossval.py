@@ -145,6 +145,20 @@ def test_cli_train_evaluate_cv_end_to_end(tmp_path, capsys):
             ["evaluate", "--checkpoint", "{tmp}/nothing", "--corpus", "emodb", "--root", "{tmp}"],
             "checkpoint '.*nothing' does not exist",
         ),
+        (
+            [
+                "evaluate",
+                "--checkpoint",
+                "{tmp}/nothing",
+                "--corpus",
+                "emodb",
+                "--root",
+                "{tmp}",
+                "--device",
+                "tpu",
+            ],
+            "--device='tpu': not a device",
+        ),
         (["train", "--corpus", "emodb", "--root", "{tmp}/absent", "--out", "{tmp}/r"], "absent"),
         (
             ["train", "--corpus", "emodb", "--root", "{tmp}", "--out", "{tmp}/r", "--epochs", "0"],
