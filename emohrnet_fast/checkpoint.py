@@ -147,26 +147,22 @@ def epoch_dirs(run_dir: str | os.PathLike) -> list[Path]:
     )
 
 
-def remove_partial(run_dir: str | os.PathLike) -> list[Path]:
+def remove_partial(run_dir: str | os.PathLike) -> None:
     """Clear what a process killed inside :func:`save` left in ``run_dir``'s checkpoints: its
     temporary folders are deleted, and a complete checkpoint moved aside to be replaced
-    (``.NAME.old``) goes back to ``NAME`` when the new one never arrived. Returns what was
-    deleted. Only call it when no other process is writing checkpoints there."""
+    (``.NAME.old``) goes back to ``NAME`` when the new one never arrived. Only call it when no
+    other process is writing checkpoints there."""
     folder = Path(run_dir) / CHECKPOINTS
-    removed: list[Path] = []
     if not folder.is_dir():
-        return removed
-    for partial in sorted(folder.glob(".*.tmp")):
+        return
+    for partial in folder.glob(".*.tmp"):
         shutil.rmtree(partial, ignore_errors=True)
-        removed.append(partial)
-    for moved in sorted(folder.glob(".*.old")):
+    for moved in folder.glob(".*.old"):
         original = folder / moved.name[1 : -len(".old")]
         if original.exists():
             shutil.rmtree(moved, ignore_errors=True)
-            removed.append(moved)
         else:  # killed between save's two renames: the moved one is the complete one
             os.rename(moved, original)
-    return removed
 
 
 def resolve(path: str | os.PathLike) -> Path:
