@@ -76,34 +76,6 @@ def copy_bandwidth(device: str) -> float:
     return _COPY_BANDWIDTH[device]
 
 
-def torchaudio_frontend(config, device: str):
-    """torchaudio's equivalent of the front-end ``config`` (a ``FrontEndConfig``): MFCC when
-    it has ``n_mfcc``, else MelSpectrogram + AmplitudeToDB; ``(callable, name)``, or ``None``
-    where torchaudio is not installed (the CPU machines here)."""
-    try:
-        import torchaudio
-    except ImportError:
-        return None
-    melkwargs = dict(
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        f_min=config.f_min,
-        mel_scale=config.mel_scale,
-        norm=config.norm,
-    )
-    if config.n_mfcc:
-        mfcc = torchaudio.transforms.MFCC(
-            config.sample_rate, n_mfcc=config.n_mfcc, melkwargs=melkwargs
-        ).to(device)
-        return mfcc, "torchaudio MFCC"
-    mel = torchaudio.transforms.MelSpectrogram(
-        config.sample_rate, power=config.power, **melkwargs
-    ).to(device)
-    to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=config.top_db).to(device)
-    return (lambda wave: to_db(mel(wave))), "torchaudio MelSpectrogram + AmplitudeToDB"
-
-
 class Timer:
     """Runs `fn` under pytest-benchmark; on CUDA, `repeat` calls per round then one sync, so
     the sync cost does not pollute microsecond-scale kernels."""

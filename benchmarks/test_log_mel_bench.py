@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BATCHES, CLIP_SECONDS, SAMPLE_RATE, SHAPES, torchaudio_frontend
-from ef_testing import DEVICES, HAS_CUDA
+from conftest import BATCHES, CLIP_SECONDS, SAMPLE_RATE, SHAPES
+from ef_testing import DEVICES, HAS_CUDA, torchaudio_frontend
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.ops import log_mel, reference

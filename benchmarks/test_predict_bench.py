@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import torchaudio_frontend
-from ef_testing import DEVICES
+from ef_testing import DEVICES, torchaudio_frontend
 
 from emohrnet_fast import load_model, models
 from emohrnet_fast.infer import Predictor

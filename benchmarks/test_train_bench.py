@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import torchaudio_frontend
-from ef_testing import DEVICES
+from ef_testing import DEVICES, torchaudio_frontend
 
 from emohrnet_fast import TrainConfig
 from emohrnet_fast.augment import SpecAugment

@@ -57,3 +57,60 @@ def load_wav(path: Path) -> tuple[torch.Tensor, int]:
 
     data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
     return torch.from_numpy(data.mean(axis=1).copy()), sr
+
+
+def torchaudio_frontend(config, device: str):
+    """torchaudio's equivalent of the front-end ``config`` (a ``FrontEndConfig``): ``MFCC``
+    when it has ``n_mfcc``, else ``MelSpectrogram`` (``Spectrogram`` without Mel bands) then
+    ``AmplitudeToDB`` for dB output; ``(callable, name)``, or ``None`` where torchaudio is not
+    installed. The callable takes ``(..., time)``; like torchaudio it clamps ``top_db`` over
+    each ``(channels, features, frames)`` block, so a ``(B, time)`` batch is clamped as one
+    and ``(B, 1, time)`` per example (ours: always per example)."""
+    try:
+        import torchaudio
+    except ImportError:
+        return None
+    if config.output == "log":
+        raise ValueError("torchaudio has no log(x + eps) front-end")
+    transforms = torchaudio.transforms
+    spectrogram_kwargs = dict(
+        n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length
+    )
+    stype = "power" if config.power == 2.0 else "magnitude"
+    if config.n_mfcc:
+        mfcc = transforms.MFCC(
+            config.sample_rate,
+            n_mfcc=config.n_mfcc,
+            melkwargs=dict(
+                **spectrogram_kwargs,
+                n_mels=config.n_mels,
+                f_min=config.f_min,
+                f_max=config.f_max,
+                power=config.power,
+                mel_scale=config.mel_scale,
+                norm=config.norm,
+            ),
+        )
+        # MFCC's dB step is AmplitudeToDB("power", 80): set what our config says instead.
+        mfcc.amplitude_to_DB = transforms.AmplitudeToDB(stype, top_db=config.top_db)
+        return mfcc.to(device), "torchaudio MFCC"
+    if config.n_mels is None:
+        bands = transforms.Spectrogram(**spectrogram_kwargs, power=config.power)
+        name = "torchaudio Spectrogram"
+    else:
+        bands = transforms.MelSpectrogram(
+            config.sample_rate,
+            **spectrogram_kwargs,
+            n_mels=config.n_mels,
+            f_min=config.f_min,
+            f_max=config.f_max,
+            power=config.power,
+            mel_scale=config.mel_scale,
+            norm=config.norm,
+        )
+        name = "torchaudio MelSpectrogram"
+    bands = bands.to(device)
+    if config.output == "power":
+        return bands, name
+    to_db = transforms.AmplitudeToDB(stype, top_db=config.top_db).to(device)
+    return (lambda wave: to_db(bands(wave))), f"{name} + AmplitudeToDB"
