@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import CLIP_SECONDS
-from ef_testing import DEVICES, HAS_CUDA
+from ef_testing import DEVICES
 
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.ops import reference, spec_augment, spec_augment_
@@ -80,9 +80,7 @@ def test_eager_reference(timer, device):
     )
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-@pytest.mark.parametrize("device", ["cuda"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_torchaudio(timer, device):
     torchaudio = pytest.importorskip("torchaudio")
     spec, _, _ = _setup(device)
@@ -99,7 +97,7 @@ def test_torchaudio(timer, device):
         workload=WORKLOAD,
         impl="torchaudio SpecAugment (iid)",
         audio_seconds=AUDIO_SECONDS,
-        baseline=True,
+        baseline=device == "cuda",
         repeat=50,
         rounds=30,
     )

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in ONE device command (a lease is 15 minutes of device time, a command at
-# most 10): build; the EmoDB studies in the background while the GPU tests, the timm architecture
-# test and the CUDA sanitizers run; then, on a quiet GPU, an ncu profile of the fused front-end
-# and the GPU benchmarks, most important first. Every stage has a deadline inside RUN_SECONDS,
+# most 10): build; the EmoDB studies in the background while the GPU tests, the timm and
+# torchaudio reference tests and the CUDA sanitizers run; then, on a quiet GPU, an ncu profile of
+# the fused front-end and the GPU benchmarks, most important first. Every stage has a deadline inside RUN_SECONDS,
 # a stage cut short says so in summary.txt, and carrying studies.tar back in resumes the studies
 # at the fold they were in.
 #
@@ -145,9 +145,11 @@ timeout -s INT -k 20 "$(left $((studies_end - 60)))" python3 -m pytest tests -m 
 note tests-cuda "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests.log")"
 grep -E "^(FAILED|ERROR)" "$logs/tests.log" | head -20 | tee -a "$summary"
 start=$SECONDS
-timeout 60 python3 -m pytest tests/test_emohrnet.py -k timm -q -rs -p no:cacheprovider \
+# The references on the CPU (the CUDA cases ran above): timm's HRNets, torchaudio's front-end.
+timeout 120 python3 -m pytest tests/test_emohrnet.py::test_architecture_matches_timm_hrnet \
+  tests/test_torchaudio_conventions.py -m "not cuda" -q -rs -p no:cacheprovider \
   >"$logs/tests-timm.log" 2>&1
-note tests-timm "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests-timm.log")"
+note tests-timm-torchaudio "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests-timm.log")"
 wait "$sanitize"
 note sanitizers "rc=$? (tools that reported errors or did not finish)"
 tee -a "$summary" <"$logs/sanitize-summary.txt"
