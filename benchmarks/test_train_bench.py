@@ -4,9 +4,9 @@ Ours is :func:`emohrnet_fast.train`'s own step: waveforms resident on the device
 random 3-s crops gathered by index, the fused front-end writing the SpecAugment masks in the
 same pass, EmoHRNet-small with the hr_fuse kernel, Adam. The baseline: a ``DataLoader`` over
 the decoded clips (random crop in ``__getitem__``, default collate), host-to-device copy,
-``torchaudio`` MelSpectrogram + AmplitudeToDB and iid Frequency/TimeMasking (on CPU, where
-torchaudio is not installed here, the same steps in eager PyTorch: ``torch.stft`` + Mel
-matmul + dB, and the masks as index comparisons), the same model with the eager fuse, Adam.
+``torchaudio`` MelSpectrogram + AmplitudeToDB and iid Frequency/TimeMasking (where torchaudio
+is not installed, the same steps in eager PyTorch: ``torch.stft`` + Mel matmul + dB, and the
+masks as index comparisons), the same model with the eager fuse, Adam.
 
 Bar (issue 7): >= 2x on CUDA, B=64. CPU runs B=16 (2 cores) for a figure, not the bar.
 """
@@ -100,7 +100,7 @@ class _ClipDataset(torch.utils.data.Dataset):
 
 
 def _features_and_masks(device: str):
-    """torchaudio on CUDA; its eager equivalent on CPU (no CPU torchaudio here)."""
+    """torchaudio where it is installed; else its eager equivalent (CI's CPU machines)."""
     model_frontend = create("emohrnet_small", len(LABELS)).default_frontend
     policy = SpecAugment()
     found = torchaudio_frontend(model_frontend, device)

@@ -68,6 +68,10 @@ class FrontEndConfig:
             raise TypeError(f"FrontEndConfig has no field(s) {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
 
+    def as_tuple(self) -> tuple:
+        """The fields in order (``FrontEndConfig(*config.as_tuple()) == config``)."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
     @property
     def n_freqs(self) -> int:
         """FFT bins of the one-sided spectrum: ``n_fft // 2 + 1``."""

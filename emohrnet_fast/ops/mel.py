@@ -179,15 +179,21 @@ def build_tables(config: FrontEndConfig) -> FrontEndTables:
 _CACHE: dict[tuple[FrontEndConfig, torch.device], FrontEndTables] = {}
 
 
-@torch.compiler.assume_constant_result
 def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTables:
     """Tables of ``config`` on ``device``, built once per (config, device).
 
     No lock: two threads racing on a new key both build identical tables and ``setdefault``
     keeps one (and a lock would stop torch.compile from tracing callers with fullgraph=True).
     """
-    key = (config, torch.device(device))
+    # torch.compile folds the call into a constant; before torch 2.10 or so it can only pass
+    # plain values (not a frozen dataclass) to such a function, so the fields travel as a tuple.
+    return _cached_tables(config.as_tuple(), torch.device(device))
+
+
+@torch.compiler.assume_constant_result
+def _cached_tables(fields: tuple, device: torch.device) -> FrontEndTables:
+    key = (FrontEndConfig(*fields), device)
     tables = _CACHE.get(key)
     if tables is None:
-        tables = _CACHE.setdefault(key, build_tables(config).to(key[1]))
+        tables = _CACHE.setdefault(key, build_tables(key[0]).to(device))
     return tables
