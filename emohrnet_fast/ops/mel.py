@@ -185,15 +185,16 @@ def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTable
     No lock: two threads racing on a new key both build identical tables and ``setdefault``
     keeps one (and a lock would stop torch.compile from tracing callers with fullgraph=True).
     """
-    # torch.compile folds the call into a constant; before torch 2.10 or so it can only pass
-    # plain values (not a frozen dataclass) to such a function, so the fields travel as a tuple.
-    return _cached_tables(config.as_tuple(), torch.device(device))
+    # torch.compile folds the call into a constant. Plain tuples both ways work with every
+    # release we test: torch 2.9 cannot pass a frozen dataclass in, 2.11 cannot unpack a
+    # NamedTuple coming out.
+    return FrontEndTables(*_cached_tables(config.as_tuple(), torch.device(device)))
 
 
 @torch.compiler.assume_constant_result
-def _cached_tables(fields: tuple, device: torch.device) -> FrontEndTables:
+def _cached_tables(fields: tuple, device: torch.device) -> tuple[Tensor, ...]:
     key = (FrontEndConfig(*fields), device)
     tables = _CACHE.get(key)
     if tables is None:
         tables = _CACHE.setdefault(key, build_tables(key[0]).to(device))
-    return tables
+    return tuple(tables)
