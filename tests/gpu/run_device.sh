@@ -134,6 +134,14 @@ grep MISMATCH "$logs/kernel-cases.log" | head -10 | tee -a "$summary"
 SANITIZE_SECONDS=$(left $((studies_end - 10))) timeout "$(left $studies_end)" \
   bash tests/gpu/sanitize.sh "$logs" >"$logs/sanitize-summary.txt" 2>&1 &
 sanitize=$!
+# The references' CPU cases (their CUDA cases run with the GPU tests): timm's HRNets and
+# torchaudio's front-end, on 4 threads beside everything else (a CPU dry run with the studies
+# on 2 cores needed over 120 s; alone they take ~20 s there).
+OMP_NUM_THREADS=4 timeout "$(left $studies_end)" python3 -m pytest \
+  tests/test_emohrnet.py::test_architecture_matches_timm_hrnet \
+  tests/test_torchaudio_conventions.py -m "not cuda" -q -rs -p no:cacheprovider \
+  >"$logs/tests-references.log" 2>&1 &
+references=$!
 xdist=""
 python3 -c "import xdist" 2>/dev/null && xdist="-n 4"
 per_test=""
@@ -144,12 +152,8 @@ timeout -s INT -k 20 "$(left $((studies_end - 60)))" python3 -m pytest tests -m 
   -p no:cacheprovider $xdist $per_test >"$logs/tests.log" 2>&1
 note tests-cuda "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests.log")"
 grep -E "^(FAILED|ERROR)" "$logs/tests.log" | head -20 | tee -a "$summary"
-start=$SECONDS
-# The references on the CPU (the CUDA cases ran above): timm's HRNets, torchaudio's front-end.
-timeout 120 python3 -m pytest tests/test_emohrnet.py::test_architecture_matches_timm_hrnet \
-  tests/test_torchaudio_conventions.py -m "not cuda" -q -rs -p no:cacheprovider \
-  >"$logs/tests-timm.log" 2>&1
-note tests-timm-torchaudio "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests-timm.log")"
+wait "$references"
+note tests-timm-torchaudio "rc=$? by $SECONDS s: $(tail -1 "$logs/tests-references.log")"
 wait "$sanitize"
 note sanitizers "rc=$? (tools that reported errors or did not finish)"
 tee -a "$summary" <"$logs/sanitize-summary.txt"
