@@ -73,44 +73,36 @@ def torchaudio_frontend(config, device: str):
     if config.output == "log":
         raise ValueError("torchaudio has no log(x + eps) front-end")
     transforms = torchaudio.transforms
-    spectrogram_kwargs = dict(
-        n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length
+    mel_kwargs = dict(
+        n_fft=config.n_fft,
+        win_length=config.win_length,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        f_min=config.f_min,
+        f_max=config.f_max,
+        power=config.power,
+        mel_scale=config.mel_scale,
+        norm=config.norm,
     )
     stype = "power" if config.power == 2.0 else "magnitude"
+    to_db = transforms.AmplitudeToDB(stype, top_db=config.top_db)
     if config.n_mfcc:
-        mfcc = transforms.MFCC(
-            config.sample_rate,
-            n_mfcc=config.n_mfcc,
-            melkwargs=dict(
-                **spectrogram_kwargs,
-                n_mels=config.n_mels,
-                f_min=config.f_min,
-                f_max=config.f_max,
-                power=config.power,
-                mel_scale=config.mel_scale,
-                norm=config.norm,
-            ),
-        )
-        # MFCC's dB step is AmplitudeToDB("power", 80): set what our config says instead.
-        mfcc.amplitude_to_DB = transforms.AmplitudeToDB(stype, top_db=config.top_db)
+        mfcc = transforms.MFCC(config.sample_rate, n_mfcc=config.n_mfcc, melkwargs=mel_kwargs)
+        mfcc.amplitude_to_DB = to_db  # MFCC's own is AmplitudeToDB("power", 80)
         return mfcc.to(device), "torchaudio MFCC"
     if config.n_mels is None:
-        bands = transforms.Spectrogram(**spectrogram_kwargs, power=config.power)
+        bands = transforms.Spectrogram(
+            n_fft=config.n_fft,
+            win_length=config.win_length,
+            hop_length=config.hop_length,
+            power=config.power,
+        )
         name = "torchaudio Spectrogram"
     else:
-        bands = transforms.MelSpectrogram(
-            config.sample_rate,
-            **spectrogram_kwargs,
-            n_mels=config.n_mels,
-            f_min=config.f_min,
-            f_max=config.f_max,
-            power=config.power,
-            mel_scale=config.mel_scale,
-            norm=config.norm,
-        )
+        bands = transforms.MelSpectrogram(config.sample_rate, **mel_kwargs)
         name = "torchaudio MelSpectrogram"
     bands = bands.to(device)
     if config.output == "power":
         return bands, name
-    to_db = transforms.AmplitudeToDB(stype, top_db=config.top_db).to(device)
+    to_db = to_db.to(device)
     return (lambda wave: to_db(bands(wave))), f"{name} + AmplitudeToDB"

@@ -176,7 +176,7 @@ def build_tables(config: FrontEndConfig) -> FrontEndTables:
     )
 
 
-_CACHE: dict[tuple[FrontEndConfig, torch.device], FrontEndTables] = {}
+_CACHE: dict[tuple[tuple, torch.device], FrontEndTables] = {}  # (config.as_tuple(), device)
 
 
 def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTables:
@@ -193,8 +193,8 @@ def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTable
 
 @torch.compiler.assume_constant_result
 def _cached_tables(fields: tuple, device: torch.device) -> tuple[Tensor, ...]:
-    key = (FrontEndConfig(*fields), device)
-    tables = _CACHE.get(key)
+    tables = _CACHE.get((fields, device))
     if tables is None:
-        tables = _CACHE.setdefault(key, build_tables(key[0]).to(device))
+        built = build_tables(FrontEndConfig(*fields)).to(device)
+        tables = _CACHE.setdefault((fields, device), built)
     return tuple(tables)

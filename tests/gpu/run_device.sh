@@ -2,9 +2,9 @@
 # The whole GPU check in ONE device command (a lease is 15 minutes of device time, a command at
 # most 10): build; the EmoDB studies in the background while the GPU tests, the timm and
 # torchaudio reference tests and the CUDA sanitizers run; then, on a quiet GPU, an ncu profile of
-# the fused front-end and the GPU benchmarks, most important first. Every stage has a deadline inside RUN_SECONDS,
-# a stage cut short says so in summary.txt, and carrying studies.tar back in resumes the studies
-# at the fold they were in.
+# the fused front-end and the GPU benchmarks, most important first. Every stage has a deadline
+# inside RUN_SECONDS, a stage cut short says so in summary.txt, and carrying studies.tar back in
+# resumes the studies at the fold they were in.
 #
 # Back in $OUT (at most 8 files come back):
 #   summary.txt          one line per stage, sanitizer summaries, ncu figures, study results
