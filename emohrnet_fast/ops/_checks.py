@@ -9,6 +9,10 @@ from torch import Tensor
 from emohrnet_fast._extension import _C
 from emohrnet_fast.config import FrontEndConfig
 
+# Read once: the ops' checks run inside torch.compile graphs, and dynamo cannot trace a call
+# into the pybind11 module (on CUDA tensors it broke fullgraph=True; H200, 2026-12-04).
+KERNELS_HAVE_CUDA: bool = _C.has_cuda()
+
 
 def check_tensor(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
@@ -21,7 +25,7 @@ def check_device_supported(name: str, tensor: Tensor) -> None:
         return
     if tensor.device.type != "cuda":
         raise ValueError(f"{name}: device {tensor.device} is not supported (cpu or cuda)")
-    if not _C.has_cuda():
+    if not KERNELS_HAVE_CUDA:
         raise RuntimeError(
             f"{name} is on {tensor.device}, but this emohrnet_fast build has no CUDA kernels "
             "(it was built without nvcc); rebuild with a CUDA toolkit or use CPU tensors"

@@ -29,7 +29,7 @@ from ef_testing import frame_relative_error
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.augment import SpecAugment
-from emohrnet_fast.ops import hr_fuse, log_mel, spec_augment, spec_augment_
+from emohrnet_fast.ops import hr_fuse, log_mel, reference, spec_augment, spec_augment_
 from emohrnet_fast.ops.spec_augment import MaskParams
 
 CONFIGS = [
@@ -65,12 +65,25 @@ class Target:
 CUDA = Target(move=lambda t: t.cuda())
 
 
-def log_mel_mismatch(got: Tensor, expected: Tensor, config: FrontEndConfig) -> str | None:
-    """None if the CUDA back-end's features match the CPU kernel's, else what differs."""
+def log_mel_mismatch(
+    got: Tensor, expected: Tensor, config: FrontEndConfig, oracle: Tensor | None = None
+) -> str | None:
+    """None if the CUDA back-end's features match the CPU kernel's, else what differs.
+
+    ``oracle``, the float64 reference's features, settles dB / MFCC cases without the top_db
+    clamp that two float32 FFTs cannot agree on: bins near an exact spectral zero (a 1- or
+    2-sample clip, reflect-padded, is periodic) are float32 rounding noise 140 dB under the
+    frame's peak, so the CPU kernel itself is 2.4 dB off float64 there (H200, 2026-12-04: CUDA
+    was 0.07 dB off the CPU kernel). Such a case passes if the target is no further from the
+    oracle than twice the CPU kernel is."""
     got = got.cpu()
     if config.output == "db" or config.n_mfcc is not None:
         err = float((got - expected).abs().max()) if got.numel() else 0.0
         ok = err <= 2e-3 * (2 * config.n_bands) ** 0.5
+        if not ok and oracle is not None and not config.clamps_top_db:
+            own = float((expected.double() - oracle).abs().max())
+            err = float((got.double() - oracle).abs().max())
+            return None if err <= 2 * own else f"error {err:.3g} vs float64 (CPU kernel {own:.3g})"
     else:
         to_power = torch.exp if config.output == "log" else (lambda t: t)
         err = frame_relative_error(to_power(got), to_power(expected))
@@ -133,7 +146,8 @@ def check_edge_cases(target: Target = CUDA) -> int:
                 x = torch.randn(batch, length)
                 with target.active():
                     got = log_mel(target.move(x), config)
-                problem = log_mel_mismatch(got, log_mel(x, config), config)
+                oracle = reference.log_mel(x, config, dtype=torch.float64)
+                problem = log_mel_mismatch(got, log_mel(x, config), config, oracle)
                 if problem:
                     failures += 1
                     print(f"MISMATCH {problem}: batch={batch} length={length} {config}")
