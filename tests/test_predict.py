@@ -413,11 +413,12 @@ def test_a_model_in_memory(run, predictor, speech):
     assert torch.equal(in_memory.probabilities(speech[0], RATE), probs(predictor, speech[0]))
     assert model.training
     assert ef.predict(speech[0], RATE, model=model) == predictor(speech[0], RATE)
-    # logits equal the model's own forward (the decoder is skipped, nothing else changes)
+    # logits equal the model's own forward up to rounding (the decoder is skipped and the
+    # BatchNorms are folded into the convolutions)
     features = FrontEnd(model.default_frontend)(speech[0][None]).unsqueeze(1)
     with torch.inference_mode():
         expected = model.eval()(features).logits[0]
-    assert torch.equal(predictor.logits(speech[0], RATE), expected)
+    torch.testing.assert_close(predictor.logits(speech[0], RATE), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_untrained_model_without_labels_gets_class_names(speech):
@@ -443,7 +444,8 @@ def _windows(waveform: torch.Tensor, window: int, hop: int, count: int) -> torch
 def test_timeline_windows_and_probabilities(run, predictor, speech):
     long = torch.cat(speech)[: round(6.3 * RATE)]  # 6.3 s
     calls = []
-    hook = predictor.model.embed.register_forward_hook(lambda *_: calls.append(1))
+    predictor._refold()  # the copy the Predictor runs, its BatchNorms folded
+    hook = predictor._folded.embed.register_forward_hook(lambda *_: calls.append(1))
     try:
         timeline = predictor.timeline(long, RATE, window_s=2.0, hop_s=0.5)
     finally:
@@ -769,7 +771,6 @@ def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
 
     def capture(batch):
         captures.append(tuple(batch.shape))
-        predictor._graphed_weights = predictor._weights_key()
         graph = _StandInGraph(predictor._classify, batch.clone())
         return graph, graph.static_in, graph.static_out
 
@@ -784,6 +785,24 @@ def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
     for _ in range(2):
         assert torch.equal(predictor.logits(batch, RATE), eager.logits(batch, RATE))
     assert captures == [(3, 2 * RATE)] * 2 and list(predictor._graphs) == [(3, 2 * RATE)]
+
+
+def test_the_folded_copy_follows_the_model_and_matches_it(run, speech):
+    """The Predictor runs the model with its BatchNorms folded: the model's own logits up to
+    rounding, and made again after the weights change in place (an optimizer step does)."""
+    model = ef.load_model(run)
+    predictor = ef.Predictor(model, device="cpu")
+    batch = torch.stack(speech[:3])
+    before = predictor.logits(batch, RATE)
+    with torch.no_grad():
+        direct = model.eval().classify(FrontEnd(model.default_frontend)(batch).unsqueeze(1))
+    torch.testing.assert_close(before, direct, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+    after = predictor.logits(batch, RATE)
+    assert torch.equal(after, ef.Predictor(model, device="cpu").logits(batch, RATE))
+    assert not torch.allclose(after, before)
 
 
 @pytest.mark.cuda
