@@ -80,6 +80,8 @@ def _train_config(args: argparse.Namespace):
         "compile": args.compile,
         "optimizer": args.optimizer,
         "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing,
+        "mixup": args.mixup,
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if args.no_augment:
@@ -365,6 +367,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr", type=float, help="peak learning rate")
     group.add_argument("--optimizer", choices=("adam", "adamw"))
     group.add_argument("--weight-decay", type=float)
+    group.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing")
+    group.add_argument("--mixup", type=float, help="mixup Beta concentration (0: off)")
     group.add_argument("--clip-seconds", type=float, help="training crop length, s")
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")

@@ -240,6 +240,10 @@ class TrainConfig:
     schedule: Schedule = "cosine"  # per-step learning rate: "constant" or "cosine" decay
     warmup_steps: int = 0  # linear warm-up steps before the schedule
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    # mixup (Zhang et al. 2018) on the features: each step mixes the batch with a shuffled copy
+    # of itself, lam ~ Beta(mixup, mixup), and the loss mixes the two labels' cross-entropies.
+    # 0: off. Not with the center loss (a mixed clip has no single class centre).
+    mixup: float = 0.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -313,6 +317,8 @@ def _validate_train(c: TrainConfig) -> None:
             fail(field, "a number >= 0")
     if not c.label_smoothing < 1:
         fail("label_smoothing", "a number in [0, 1)")
+    if not (isinstance(c.mixup, int | float) and not isinstance(c.mixup, bool) and c.mixup >= 0):
+        fail("mixup", "a Beta concentration >= 0 (0: off)")
     if not c.reconstruction_weight >= 0:
         fail("reconstruction_weight", "a number >= 0")
     if not 0 < c.center_alpha <= 1:

@@ -138,6 +138,16 @@ def test_cli_train_evaluate_cv_end_to_end(tmp_path, capsys):
     assert "(folds [0] only)" in (study / "summary.md").read_text()
 
 
+def test_cli_training_flags_reach_the_config():
+    from emohrnet_fast.cli import _parser, _train_config
+
+    argv = ["train", "--corpus", "emodb", "--root", ".", "--out", "x", *TINY_ARGS]
+    args = _parser().parse_args([*argv, "--mixup", "0.2", "--label-smoothing", "0.1"])
+    config = _train_config(args)
+    assert (config.mixup, config.label_smoothing) == (0.2, 0.1)
+    assert _train_config(_parser().parse_args(argv)).mixup == ef.TrainConfig().mixup
+
+
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [

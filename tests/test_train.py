@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ef_testing import HAS_CUDA
 from train_fixtures import TINY, tiny_corpus
 
 import emohrnet_fast as ef
@@ -96,7 +97,9 @@ def test_best_checkpoint_follows_validation_ua(corpus, tmp_path):
     assert result.val_report.labels == corpus.labels
 
 
-def test_resume_continues_exactly(reference_run, corpus, tmp_path, monkeypatch):
+def interrupted_and_resumed(config, corpus, out_dir, monkeypatch):
+    """Train ``config`` into ``out_dir``, stopped by a KeyboardInterrupt as epoch 3 starts,
+    then ``resume=True`` to the end: the resumed run's TrainResult."""
     original = train_module._Trainer._train_epoch
 
     def interrupted(self, epoch, progress):
@@ -107,12 +110,43 @@ def test_resume_continues_exactly(reference_run, corpus, tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(train_module._Trainer, "_train_epoch", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            ef.train(TINY, corpus, out_dir=tmp_path, progress=False, quiet=True)
-    resumed = ef.train(TINY, corpus, out_dir=tmp_path, resume=True, progress=False, quiet=True)
+            ef.train(config, corpus, out_dir=out_dir, progress=False, quiet=True)
+    return ef.train(config, corpus, out_dir=out_dir, resume=True, progress=False, quiet=True)
+
+
+def test_resume_continues_exactly(reference_run, corpus, tmp_path, monkeypatch):
+    resumed = interrupted_and_resumed(TINY, corpus, tmp_path, monkeypatch)
     assert resumed.resumed_from == 2 and len(resumed.history) == 3
     reference, _ = reference_run
     assert_same_weights(weights(resumed.model), weights(reference.model))
     assert resumed.history[-1]["train_loss"] == reference.history[-1]["train_loss"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("model", ["centerloss_cnn_mfcc", "emohrnet_compact"])
+def test_cuda_training_with_the_fused_optimizer_resumes(corpus, tmp_path, monkeypatch, model):
+    """On CUDA: resident data, fused front-end and masks, fused Adam (its step count lives on
+    the GPU), channels_last; an interrupted run resumes to the uninterrupted one's weights up
+    to cuDNN's nondeterminism."""
+    overrides = TINY.model_overrides if model == TINY.model else {"dropout": 0.0}
+    config = TINY.replace(device="cuda", model=model, model_overrides=overrides)
+    made = []
+    original_init = train_module._Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        made.append(self.optimizer)
+
+    monkeypatch.setattr(train_module._Trainer, "__init__", spy)
+    full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False, quiet=True)
+    assert made[0].defaults["fused"] is True
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in full.history)
+    resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
+    assert resumed.resumed_from == 2
+    a, b = weights(resumed.model), weights(full.model)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4, msg=key)
 
 
 KILL_SCRIPT = """
@@ -315,11 +349,24 @@ def test_bad_training_input(corpus, case, error, pattern):
         ({"lr": -1.0}, "TrainConfig.lr=-1.0"),
         ({"clip_seconds": 0}, "TrainConfig.clip_seconds=0"),
         ({"device": "tpu"}, "TrainConfig.device='tpu'"),
+        ({"mixup": -0.2}, r"TrainConfig.mixup=-0.2: expected a Beta concentration"),
+        ({"mixup": 0.4}, "mixup=0.4 with centerloss_cnn_mfcc's center loss"),
     ],
 )
 def test_bad_train_config(change, pattern, corpus):
     with pytest.raises(ValueError, match=pattern):
         ef.train(TINY.replace(**change), corpus, quiet=True)
+
+
+def test_mixup_changes_training_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    """mixup's lam comes from (seed, step) and its partners from the epoch's generator, so an
+    interrupted run resumes to the uninterrupted one's weights bit for bit."""
+    config = TINY.replace(mixup=0.4, center_loss_weight=0.0)
+    full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False, quiet=True)
+    resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
+    assert_same_weights(weights(resumed.model), weights(full.model))
+    plain = ef.train(config.replace(mixup=0.0), corpus, progress=False, quiet=True)
+    assert full.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
 
 
 def test_config_round_trips_through_json():
