@@ -12,6 +12,7 @@
 #   logs.tar.gz          every log
 #   studies.tar          every study fold's predictions and reports (no weights): carry to resume
 #   compact-fold0.tar    emohrnet_compact's fold-0 run (speaker 03 never heard), for `export`
+#   profile-model.txt    EmoHRNet-small's CUDA kernels by time, kernel fuse vs eager fuse
 #   emohrnet_fast-*.whl  the wheel built here: carry it as .devbuild/ to skip the build next time
 #
 # Prepare on the development machine (the folders are git-ignored; name them in `carry`):
@@ -28,14 +29,15 @@
 # are optional.
 #
 # Environment: RUN_SECONDS (the whole run's budget, default 560), EPOCHS (per study fold, 60),
-# STUDIES (which studies, default all three), CV_ARGS (appended to every `cv` command),
+# STUDIES (which studies, default all three; "" for none), SANITIZE=0 (skip the CUDA
+# sanitizers, e.g. on a rerun that changed no CUDA code), CV_ARGS (appended to every `cv` command),
 # ALLOW_NO_GPU=1 (go on without a usable GPU). A CPU dry run of the whole script:
 #   ALLOW_NO_GPU=1 EPOCHS=1 CV_ARGS="--folds 0 --precision fp32" bash tests/gpu/run_device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 budget=${RUN_SECONDS:-560}
 epochs=${EPOCHS:-60}
-studies=${STUDIES:-hr_small_loso hr_compact_loso hr_small_random5}
+studies=${STUDIES-hr_small_loso hr_compact_loso hr_small_random5} # STUDIES="": none
 studies_end=$((budget * 50 / 100)) # then the GPU is left to ncu and the benchmarks
 # Seconds until a deadline, at least 5: `timeout 0` would mean no limit at all.
 left() { local s=$(($1 - SECONDS)); echo $((s > 5 ? s : 5)); }
@@ -75,9 +77,17 @@ for p in glob.glob('.emodb_flac/*.flac'):
 " >"$logs/decode.log" 2>&1 &
 decode=$!
 
-# The wheel carried in .devbuild/, else one built here for sm_90 (copied to $OUT for next time).
+# The wheel carried in .devbuild/ (built elsewhere against torch 2.11.0+cu130 for sm_90) if it
+# loads here with its CUDA kernels, else one built here (copied to $OUT for next time).
 start=$SECONDS
 wheel=$(ls .devbuild/emohrnet_fast-*.whl 2>/dev/null | head -1)
+if [ -n "$wheel" ]; then
+  if ! python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >"$logs/build.log" 2>&1 ||
+    ! python3 -c "from emohrnet_fast._extension import _C; assert _C.has_cuda()" >>"$logs/build.log" 2>&1; then
+    note carried-wheel "does not load here; building instead: $(tail -1 "$logs/build.log")"
+    wheel=""
+  fi
+fi
 if [ -z "$wheel" ]; then
   # --no-build-isolation / --no-deps: no network there; its torch, pybind11, scikit-build-core.
   if ! python3 -m pip wheel --no-build-isolation --no-deps -v -w "$OUT" \
@@ -85,9 +95,9 @@ if [ -z "$wheel" ]; then
     abort build
   fi
   wheel=$(ls "$OUT"/emohrnet_fast-*.whl | head -1)
+  python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >>"$logs/build.log" 2>&1 ||
+    abort install
 fi
-python3 -m pip install -q --no-deps --no-index --force-reinstall "$wheel" >>"$logs/build.log" 2>&1 ||
-  abort install
 note build "$(basename "$wheel") ready in $((SECONDS - start)) s"
 python3 -c "import emohrnet_fast, json; print(json.dumps(emohrnet_fast.info()))" | tee -a "$summary"
 # Without a usable device every GPU test would skip, not fail: stop here, saying why.
@@ -131,9 +141,14 @@ start=$SECONDS
 timeout 90 python3 tests/gpu/kernel_cases.py >"$logs/kernel-cases.log" 2>&1
 note kernel-cases "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/kernel-cases.log")"
 grep MISMATCH "$logs/kernel-cases.log" | head -10 | tee -a "$summary"
-SANITIZE_SECONDS=$(left $((studies_end - 10))) timeout "$(left $studies_end)" \
-  bash tests/gpu/sanitize.sh "$logs" >"$logs/sanitize-summary.txt" 2>&1 &
-sanitize=$!
+if [ "${SANITIZE:-1}" = 1 ]; then
+  SANITIZE_SECONDS=$(left $((studies_end - 10))) timeout "$(left $studies_end)" \
+    bash tests/gpu/sanitize.sh "$logs" >"$logs/sanitize-summary.txt" 2>&1 &
+  sanitize=$!
+else
+  echo "skipped (SANITIZE=0)" >"$logs/sanitize-summary.txt"
+  sanitize=""
+fi
 # The references' CPU cases (their CUDA cases run with the GPU tests): timm's HRNets and
 # torchaudio's front-end, on 4 threads beside everything else (a CPU dry run with the studies
 # on 2 cores needed over 120 s; alone they take ~20 s there).
@@ -154,8 +169,10 @@ note tests-cuda "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/tests.log")"
 grep -E "^(FAILED|ERROR)" "$logs/tests.log" | head -20 | tee -a "$summary"
 wait "$references"
 note tests-timm-torchaudio "rc=$? by $SECONDS s: $(tail -1 "$logs/tests-references.log")"
-wait "$sanitize"
-note sanitizers "rc=$? (tools that reported errors or did not finish)"
+if [ -n "$sanitize" ]; then
+  wait "$sanitize"
+  note sanitizers "rc=$? (tools that reported errors or did not finish)"
+fi
 tee -a "$summary" <"$logs/sanitize-summary.txt"
 
 wait "${study_pids[@]}"
@@ -177,6 +194,12 @@ timeout 60 ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count
 note ncu "rc=$?"
 grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy" "$logs/ncu.txt" |
   tee -a "$summary"
+
+# Where EmoHRNet's GPU time goes, kernel fuse against the eager one (torch.profiler).
+start=$SECONDS
+timeout 120 python3 tests/gpu/profile_model.py >"$OUT/profile-model.txt" 2>&1
+note profile-model "rc=$? in $((SECONDS - start)) s"
+grep "^## " "$OUT/profile-model.txt" | tee -a "$summary"
 
 # Benchmarks, the issues' bars first: kernels, training step, inference, the timm anchor and the
 # deployed presets; then every other case (other presets, compiled variants, compiled front-end).
