@@ -194,8 +194,9 @@ SMALL_GRIDS = {
         "/ kThreads, 4096)": "/ kThreads, 2)",
     },
     "spec_augment/spec_augment_cuda.cu": {
-        "kMaxGridY = 65535;": "kMaxGridY = 2;",
-        "/ kThreads, 1024)": "/ kThreads, 2)",
+        "kMaxBlocks = 65535;": "kMaxBlocks = 2;",
+        # work items of 128 frames: rows longer than one item (a GPU's beyond 1024 frames)
+        "kChunk = 1024;": "kChunk = 128;",
     },
     "hr_fuse/hr_fuse_cuda.cu": {
         "kMaxBlocks = 65535;": "kMaxBlocks = 3;",
@@ -215,7 +216,11 @@ SHARED_TOO_SMALL = {
         )
     }
 }
-UNWRITTEN_FRAME = {"spec_augment/spec_augment_cuda.cu": {"t < p.frames;": "t < p.frames - 1;"}}
+UNWRITTEN_FRAME = {
+    "spec_augment/spec_augment_cuda.cu": {
+        "? t_begin + kChunk : p.frames;": "? t_begin + kChunk : p.frames - 1;"
+    }
+}
 DIVERGENT_BARRIER = {
     LOG_MEL: {REUSE_BARRIER: REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)}
 }

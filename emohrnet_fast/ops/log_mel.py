@@ -28,8 +28,7 @@ def _derived_sizes(n_fft: int, fb_offsets: Tensor, dct: Tensor) -> tuple[int, in
     return n_bands, n_out
 
 
-@torch.library.custom_op("emohrnet_fast::log_mel", mutates_args=())
-def _log_mel_op(
+def _launch(
     waveform: Tensor,
     window: Tensor,
     twiddles: Tensor,
@@ -91,6 +90,11 @@ def _log_mel_op(
             stream=stream,
         )
     return out
+
+
+# Traced code (torch.compile) calls the custom op; eager calls skip its Python dispatch, about
+# 25 us a call on the 2-core CPU: a third of a B=1 call's time on an H200 (0.083 ms).
+_log_mel_op = torch.library.custom_op("emohrnet_fast::log_mel", mutates_args=())(_launch)
 
 
 @_log_mel_op.register_fake
@@ -251,5 +255,6 @@ def log_mel(
         mask_args = dict(
             freq_masks=augment.freq, time_masks=augment.time, mask_values=augment.values
         )
-    out = _log_mel_op(flat, *tables, **op_arguments(config), **mask_args)
+    launch = _log_mel_op if torch.compiler.is_compiling() else _launch
+    out = launch(flat, *tables, **op_arguments(config), **mask_args)
     return out.reshape(*lead, *out.shape[1:])
