@@ -1,7 +1,7 @@
 """Drive the CUDA kernels over edge cases (for compute-sanitizer) or one big workload (ncu).
 
 python3 -P tests/gpu/kernel_cases.py            # edge cases; CUDA vs CPU kernel; exit 1 on mismatch
-python3 -P tests/gpu/kernel_cases.py --profile  # B=256, 4 s, (512, 160, 128), three launches
+python3 -P tests/gpu/kernel_cases.py --profile  # log_mel B=256 4 s (512, 160, 128); SpecAugment
 
 KERNEL_CASES=quick (what sanitize.sh uses) keeps every configuration but drops the longest
 and the middle lengths: under racecheck a 16001-sample clip through the generic FFT stage is
@@ -205,10 +205,15 @@ def check_hr_fuse(target: Target) -> int:
 
 
 def profile() -> int:
+    """Three launches of each kernel at its benchmark's size, for ncu (--launch-skip 1)."""
     config = FrontEndConfig()
     x = torch.randn(256, 64000, device="cuda")
+    spec = torch.randn(256, 1, 128, 401, device="cuda")
+    augment = SpecAugment(freq_masks=2, freq_width=27, time_masks=2, time_width=40)
+    masks = augment.draw(256, 128, 401, device="cuda")
     for _ in range(3):
         log_mel(x, config)
+        spec_augment(spec, masks)
     torch.cuda.synchronize()
     return 0
 

@@ -194,6 +194,12 @@ timeout 60 ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count
 note ncu "rc=$?"
 grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy" "$logs/ncu.txt" |
   tee -a "$summary"
+timeout 60 ncu --kernel-name regex:spec_augment_kernel --launch-skip 1 --launch-count 1 \
+  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+  python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu-spec-augment.txt" 2>&1
+note ncu-spec-augment "rc=$?"
+grep -E "Memory Throughput|DRAM Throughput|Duration|Achieved Occupancy" "$logs/ncu-spec-augment.txt" |
+  tee -a "$summary"
 
 # Where EmoHRNet's GPU time goes, kernel fuse against the eager one (torch.profiler).
 start=$SECONDS
