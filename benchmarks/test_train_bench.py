@@ -55,7 +55,7 @@ def _corpus():
     return dataclasses.replace(corpus, waveforms=waveforms)
 
 
-def _ours(device: str, compile: bool = False):
+def _ours(device: str, compile: bool = False, compile_mode: str = "default"):
     corpus = _corpus()
     config = TrainConfig(
         model="emohrnet_small",
@@ -64,6 +64,7 @@ def _ours(device: str, compile: bool = False):
         device=device,
         normalize=False,
         compile=compile,
+        compile_mode=compile_mode,
     )
     env = train_module._Distributed()
     trainer = train_module._Trainer(
@@ -181,19 +182,21 @@ def test_training_step(timer, device, impl):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_training_step(timer, device):
-    """``TrainConfig(compile=True)``: the model under torch.compile (the step is launch-bound
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_training_step(timer, device, mode):
+    """``TrainConfig(compile=True, compile_mode=mode)``: the model under torch.compile, and
+    with "reduce-overhead" its forward and backward as CUDA graphs (the step is launch-bound
     on a GPU: 29.7 ms of wall time around 16 ms of kernels on an H200). CUDA only: compiling
     the backward takes minutes on 2 CPU cores."""
     if device == "cpu":
         pytest.skip("CUDA only (compile time on CPU)")
-    step = _ours(device, compile=True)
+    step = _ours(device, compile=True, compile_mode=mode)
     for _ in range(3):  # compiles forward and backward
         step()
     timer(
         step,
         workload=f"train emohrnet_small B={_batch(device)} {CLIP_SECONDS:g}-s clips fp32",
-        impl="emohrnet_fast.train step, compile=True",
+        impl=f"emohrnet_fast.train step, compile=True, compile_mode={mode!r}",
         clips=_batch(device),
         repeat=3,
     )

@@ -78,6 +78,7 @@ def _train_config(args: argparse.Namespace):
         "device": args.device,
         "precision": args.precision,
         "compile": args.compile,
+        "compile_mode": args.compile_mode,
         "optimizer": args.optimizer,
         "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing,
@@ -374,6 +375,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
     group.add_argument("--precision", choices=("fp32", "bf16"))
     group.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    group.add_argument(
+        "--compile-mode",
+        choices=("default", "reduce-overhead"),
+        help="with --compile: reduce-overhead also captures CUDA graphs",
+    )
     group.add_argument("--no-augment", action="store_true", help="no SpecAugment")
     group.add_argument("--freq-masks", type=int, help="SpecAugment frequency masks")
     group.add_argument("--time-masks", type=int, help="SpecAugment time masks")

@@ -49,7 +49,7 @@ from emohrnet_fast.ops.spec_augment import MaskParams
 
 _REFRESH_STEPS = 10  # progress-bar refresh (one host sync) every this many steps
 # Fields that may differ between a checkpoint and the config resuming it.
-_RESUMABLE_CHANGES = frozenset({"epochs", "device", "compile"})
+_RESUMABLE_CHANGES = frozenset({"epochs", "device", "compile", "compile_mode"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -140,8 +140,9 @@ def train(
             kept), ``train_config.json`` and ``history.csv``; ``None``: nothing is written.
         resume: continue from the last complete checkpoint in ``out_dir`` (a run killed
             mid-epoch loses at most that epoch); starts fresh when there is none. The config
-            must equal the checkpoint's except ``epochs``, ``device`` and ``compile``; a new
-            ``epochs`` stretches the cosine schedule from that point on.
+            must equal the checkpoint's except ``epochs``, ``device``, ``compile`` and
+            ``compile_mode``; a new ``epochs`` stretches the cosine schedule from that point
+            on.
         progress: a tqdm bar per epoch (loss, accuracy, clips/s); ``None``: only when stderr
             is a terminal.
         quiet: no per-epoch summary lines.
@@ -280,7 +281,10 @@ class _Trainer:
         if device.type == "cuda":
             forward = forward.to(memory_format=torch.channels_last)
         if config.compile:
-            forward = torch.compile(forward)
+            forward = torch.compile(forward, mode=config.compile_mode)
+        # CUDA graph trees reuse their output memory from one replay to the next; a new step
+        # tells them the previous step's outputs are dead.
+        self.graphed = config.compile and config.compile_mode == "reduce-overhead"
         if env.active:
             forward = nn.parallel.DistributedDataParallel(
                 forward, device_ids=[device.index] if device.type == "cuda" else None
@@ -405,6 +409,8 @@ class _Trainer:
 
     def _step(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         config = self.config
+        if self.graphed:
+            torch.compiler.cudagraph_mark_step_begin()
         batch = index.numel()
         position = torch.rand(batch, device=self.device, generator=generator)
         waveform, _ = self.waveforms.crops(index, self.clip, position)

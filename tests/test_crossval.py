@@ -142,9 +142,21 @@ def test_cli_training_flags_reach_the_config():
     from emohrnet_fast.cli import _parser, _train_config
 
     argv = ["train", "--corpus", "emodb", "--root", ".", "--out", "x", *TINY_ARGS]
-    args = _parser().parse_args([*argv, "--mixup", "0.2", "--label-smoothing", "0.1"])
+    args = _parser().parse_args(
+        [
+            *argv,
+            "--mixup",
+            "0.2",
+            "--label-smoothing",
+            "0.1",
+            "--compile",
+            "--compile-mode",
+            "reduce-overhead",
+        ]
+    )
     config = _train_config(args)
     assert (config.mixup, config.label_smoothing) == (0.2, 0.1)
+    assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
     assert _train_config(_parser().parse_args(argv)).mixup == ef.TrainConfig().mixup
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import math
 import os
 import signal
 import subprocess
@@ -147,6 +148,34 @@ def test_cuda_training_with_the_fused_optimizer_resumes(corpus, tmp_path, monkey
     a, b = weights(resumed.model), weights(full.model)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4, msg=key)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cuda_graph_training_matches_eager(corpus, tmp_path):
+    """``compile_mode="reduce-overhead"``: the model's forward and backward replay as CUDA
+    graphs, and three epochs reach the eager run's weights up to compiled rounding."""
+    config = TINY.replace(device="cuda", model="emohrnet_compact", model_overrides={"dropout": 0.0})
+    graphed = config.replace(compile=True, compile_mode="reduce-overhead")
+    eager = ef.train(config, corpus, progress=False, quiet=True)
+    compiled = ef.train(graphed, corpus, progress=False, quiet=True)
+    for row in compiled.history:
+        assert math.isfinite(row["train_loss"])
+    losses = [row["train_loss"] for row in eager.history]
+    assert [row["train_loss"] for row in compiled.history] == pytest.approx(losses, rel=1e-2)
+    a, b = weights(compiled.model), weights(eager.model)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-2, atol=1e-3, msg=key)
+
+
+def test_compile_mode_is_validated_and_reaches_torch_compile(corpus, monkeypatch):
+    with pytest.raises(ValueError, match="compile_mode"):
+        TINY.replace(compile_mode="max-autotune")
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
+    config = TINY.replace(epochs=1, compile=True, compile_mode="reduce-overhead")
+    ef.train(config, corpus, progress=False, quiet=True)
+    assert modes == ["reduce-overhead"]
 
 
 KILL_SCRIPT = """
