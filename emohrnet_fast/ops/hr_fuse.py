@@ -283,4 +283,6 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
     same, low = check_inputs(same_res, low_res)
     if torch.compiler.is_compiling():
         return _hr_fuse_op(same, low)
-    return _EagerHrFuse.apply(len(same), *same, *low)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (*same, *low)):
+        return _EagerHrFuse.apply(len(same), *same, *low)
+    return _launch_forward(same, low)  # inference: no autograd node to build

@@ -167,9 +167,14 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
         the fill values are constants), torch.compile.
     """
     masks = _checked(spec, masks)
+    spec = spec.contiguous()
     if torch.compiler.is_compiling():
-        return _spec_augment_op(spec.contiguous(), masks.freq, masks.time, masks.values)
-    return _EagerSpecAugment.apply(spec.contiguous(), masks)
+        return _spec_augment_op(spec, masks.freq, masks.time, masks.values)
+    if torch.is_grad_enabled() and spec.requires_grad:
+        return _EagerSpecAugment.apply(spec, masks)
+    out = torch.empty_like(spec)  # no autograd node to build
+    _launch(spec, out, masks)
+    return out
 
 
 def spec_augment_(spec: Tensor, masks: MaskParams) -> Tensor:
