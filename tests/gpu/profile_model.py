@@ -1,8 +1,9 @@
 """Where EmoHRNet-small's GPU time goes: torch.profiler's CUDA kernels, kernel fuse against the
 eager (reference) fuse, for inference at B=256 (the Predictor throughput case: 2-s clips at
 16 kHz, 128 Mel bands x 201 frames) and a training step (forward + backward) at B=64; then
-``Predictor.probabilities`` on the same 256 clips, with the CPU ops that cost it most. The
-kernel fuse also runs in channels_last, and for inference with its BatchNorms folded.
+``Predictor.probabilities`` on the same 256 clips and on one, with the CPU ops that cost it
+most. The kernel fuse also runs in channels_last, and for inference with its BatchNorms
+folded.
 
 python3 -P tests/gpu/profile_model.py   # tables on stdout; needs a CUDA device
 
@@ -87,19 +88,21 @@ def report(title: str, step) -> None:
             )
 
 
-def run_predictor() -> None:
-    """Predictor.probabilities on 256 2-s clips (fp32, its CUDA graph replayed)."""
+def run_predictor(clips: int) -> None:
+    """Predictor.probabilities on ``clips`` 2-s clips (fp32, its CUDA graph replayed)."""
     torch.manual_seed(0)
     model = models.create("emohrnet_small", num_classes=7)
     model.labels = tuple(f"class{i}" for i in range(7))
     predictor = Predictor(model, device="cuda", batch_size=256)
     rate = model.default_frontend.sample_rate
-    batch = torch.randn(256, 2 * rate, device="cuda") * 0.1
+    batch = torch.randn(clips, 2 * rate, device="cuda") * 0.1
+    if clips == 1:
+        batch = batch[0]  # one clip, as predict(waveform) passes it
 
     def step() -> None:
         predictor.probabilities(batch, rate)
 
-    report(f"Predictor.probabilities B=256, graphs={predictor.cuda_graphs}", step)
+    report(f"Predictor.probabilities B={clips}, graphs={predictor.cuda_graphs}", step)
 
 
 def main() -> None:
@@ -111,7 +114,8 @@ def main() -> None:
         run_case(name, batch, train, "kernel", channels_last=True)
         if not train:
             run_case(name, batch, train, "kernel", channels_last=True, fold=True)
-    run_predictor()
+    run_predictor(256)
+    run_predictor(1)  # the single-clip latency case: 5.6 ms on an H200, where are they?
 
 
 if __name__ == "__main__":
