@@ -805,6 +805,36 @@ def test_the_folded_copy_follows_the_model_and_matches_it(run, speech):
     assert not torch.allclose(after, before)
 
 
+def test_the_weights_fingerprint_sees_every_kind_of_change():
+    """What makes the Predictor fold its model again: each change below, and nothing else."""
+    from emohrnet_fast.infer import _WeightsWatch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    watch = _WeightsWatch(model)
+    changes = {
+        "in place": lambda: _in_place(model[0].weight),
+        "replaced parameter": lambda: setattr(model[0], "bias", torch.nn.Parameter(torch.zeros(2))),
+        "new submodule": lambda: model.append(torch.nn.ReLU()),
+        "replaced submodule": lambda: model.__setitem__(0, torch.nn.Conv2d(1, 2, 3)),
+        "cast": lambda: model.double(),
+        "running statistics": lambda: model.train()(torch.randn(2, 1, 5, 5, dtype=torch.float64)),
+    }
+    key = watch.key()
+    assert watch.key() == key  # nothing changed
+    for what, change in changes.items():
+        change()
+        assert watch.key() != key, what
+        key = watch.key()
+    with torch.inference_mode():
+        inference = torch.nn.Linear(2, 2)
+    assert _WeightsWatch(inference).key() == _WeightsWatch(inference).key()
+
+
+def _in_place(parameter: torch.Tensor) -> None:
+    with torch.no_grad():
+        parameter.mul_(0.5)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
