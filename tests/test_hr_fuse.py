@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from ef_testing import DEVICES
 
 from emohrnet_fast.ops import hr_fuse, reference
-from emohrnet_fast.ops.hr_fuse import _hr_fuse_backward_op, _hr_fuse_op, nearest_source_index
+from emohrnet_fast.ops.hr_fuse import (
+    _accepted,
+    _hr_fuse_backward_op,
+    _hr_fuse_op,
+    nearest_source_index,
+)
 
 # (H, W) of the output and the (h, w) of up to three low-res inputs. "w18" is EmoHRNet's
 # branch 0 for a 128-Mel x 401-frame input (time 101 -> 51 -> 26 -> 13: not multiples).
@@ -349,5 +354,7 @@ BAD_INPUTS = [
 )
 def test_bad_input_is_rejected(make_args, error, pattern):
     same, low = make_args()
+    # The message-free fast check must refuse it too (else no message at all).
+    assert not _accepted(same, low)
     with pytest.raises(error, match=pattern):
         hr_fuse(same, low)
