@@ -188,12 +188,15 @@ if [ -f studies/hr_compact_loso/fold-00/predictions.json ]; then
   tar -cf "$OUT/compact-fold0.tar" --exclude=train_state.pt studies/hr_compact_loso/fold-00/run
 fi
 
-timeout 60 ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count 1 \
+# Which pipe and which stalls: the log-Mel kernel is compute/shared-memory bound (SM 74 %,
+# DRAM 5 % of its floor on the H200), so the next step needs more than speed-of-light.
+timeout 90 ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count 1 \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-  --section Occupancy python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu.txt" 2>&1
+  --section Occupancy --section WarpStateStats --section InstructionStats \
+  --section SchedulerStats python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu.txt" 2>&1
 note ncu "rc=$?"
-grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy" "$logs/ncu.txt" |
-  tee -a "$summary"
+grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy|Issue Slots Busy|Shared Memory|Bank Conflicts|Stall|Executed Ipc Active" "$logs/ncu.txt" |
+  head -30 | tee -a "$summary"
 timeout 60 ncu --kernel-name regex:spec_augment_kernel --launch-skip 1 --launch-count 1 \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
   python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu-spec-augment.txt" 2>&1
