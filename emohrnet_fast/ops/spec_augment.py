@@ -76,13 +76,17 @@ def _launch(spec: Tensor, out: Tensor, masks: MaskParams) -> None:
         )
 
 
+def _masked(spec: Tensor, masks: MaskParams) -> Tensor:
+    out = torch.empty_like(spec)
+    _launch(spec, out, masks)
+    return out
+
+
 @torch.library.custom_op("emohrnet_fast::spec_augment", mutates_args=())
 def _spec_augment_op(
     spec: Tensor, freq_masks: Tensor, time_masks: Tensor, mask_values: Tensor
 ) -> Tensor:
-    out = torch.empty_like(spec)
-    _launch(spec, out, MaskParams(freq_masks, time_masks, mask_values))
-    return out
+    return _masked(spec, MaskParams(freq_masks, time_masks, mask_values))
 
 
 @torch.library.custom_op("emohrnet_fast::spec_augment_", mutates_args=("spec",))
@@ -113,25 +117,20 @@ _spec_augment_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _EagerSpecAugment(torch.autograd.Function):
-    """The custom op's launches without its Python dispatch (about 20 us a call on the 2-core
-    CPU, as long as the kernel takes on a GPU at training sizes); see ``ops.hr_fuse``'s
-    ``_EagerHrFuse``. Traced code still sees the custom op."""
+    """The custom op's launches without its Python dispatch (see ``ops.hr_fuse``'s
+    ``_EagerHrFuse``), for eager calls that need a gradient. Traced code still sees the
+    custom op."""
 
     @staticmethod
     def forward(ctx, spec: Tensor, masks: MaskParams) -> Tensor:
-        out = torch.empty_like(spec)
-        _launch(spec, out, masks)
         ctx.save_for_backward(masks.freq, masks.time)
-        return out
+        return _masked(spec, masks)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         freq_masks, time_masks = ctx.saved_tensors
         zeros = MaskParams(freq_masks, time_masks, grad.new_zeros(grad.shape[0]))
-        grad = grad.contiguous()
-        grad_spec = torch.empty_like(grad)
-        _launch(grad, grad_spec, zeros)
-        return grad_spec, None
+        return _masked(grad.contiguous(), zeros), None
 
 
 def _checked(spec: Tensor, masks: MaskParams) -> MaskParams:
@@ -172,9 +171,7 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
         return _spec_augment_op(spec, masks.freq, masks.time, masks.values)
     if torch.is_grad_enabled() and spec.requires_grad:
         return _EagerSpecAugment.apply(spec, masks)
-    out = torch.empty_like(spec)  # no autograd node to build
-    _launch(spec, out, masks)
-    return out
+    return _masked(spec, masks)  # no autograd node to build
 
 
 def spec_augment_(spec: Tensor, masks: MaskParams) -> Tensor:
