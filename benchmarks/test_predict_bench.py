@@ -37,8 +37,10 @@ def test_single_clip_latency(timer, device, name, impl):
     model, eager = _models(name, device)
     rate = model.default_frontend.sample_rate
     clip = torch.randn(int(CLIP_SECONDS * rate), device=device) * 0.1
+    label = "eager (torch.stft + matmul + model)"
     if impl == "Predictor":
-        predictor = Predictor(model, device=device)
+        predictor = Predictor(model, device=device)  # precision "auto": bf16 on CUDA
+        label = f"Predictor ({predictor.precision})"
 
         def run():
             predictor(clip, rate)
@@ -55,7 +57,7 @@ def test_single_clip_latency(timer, device, name, impl):
     timer(
         run,
         workload=f"predict 1 x {CLIP_SECONDS:g}-s clip, {name}",
-        impl=impl if impl == "Predictor" else "eager (torch.stft + matmul + model)",
+        impl=label,
         audio_seconds=CLIP_SECONDS,
         baseline=impl == "eager",
         repeat=5,

@@ -337,9 +337,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
     group.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="bf16: bfloat16 autocast (for CUDA)",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="bf16: bfloat16 autocast; auto: bf16 on CUDA, fp32 on the CPU (default: auto)",
     )
 
 

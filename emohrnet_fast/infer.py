@@ -82,7 +82,7 @@ from emohrnet_fast._files import atomic_write
 from emohrnet_fast._info import resolve_device
 from emohrnet_fast.models.base import EmotionModel, fold_batchnorm
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_DIR = ASSETS / "demo"
 DEMO_LABELS = "labels.csv"
@@ -301,8 +301,11 @@ class Predictor:
             after each call).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None``: CUDA when usable, else the CPU
             (for a model in memory: the device it is on).
-        precision: ``"fp32"``, or ``"bf16"``: the model runs under bfloat16 autocast (meant
-            for CUDA; also allowed on the CPU). Features are always computed in float32.
+        precision: ``"bf16"``: the model runs under bfloat16 autocast (meant for CUDA; also
+            allowed on the CPU); ``"fp32"``: it does not; ``"auto"`` (the default): bf16 on
+            CUDA, fp32 on the CPU. Features are always computed in float32. On an H200 bf16
+            ran B=256 2-s clips 1.24x (EmoHRNet-small) and 1.09x (the bundled CNN) faster than
+            fp32, with probabilities within 0.03 of fp32's (2026-12-04).
         batch_size: most clips per forward pass (a bucket of equal-length clips is split into
             chunks of this size); ``1`` runs every clip alone.
         cuda_graphs: on CUDA, capture a shape's forward pass as a CUDA graph the second time
@@ -328,13 +331,13 @@ class Predictor:
         self,
         model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
         device: torch.device | str | None = None,
-        precision: Precision = "fp32",
+        precision: Precision = "auto",
         *,
         batch_size: int = 64,
         cuda_graphs: bool = True,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision={precision!r}: expected 'fp32' or 'bf16'")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={precision!r}: expected 'auto', 'fp32' or 'bf16'")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
         self.source: Path | None  # the checkpoint folder, None for a model in memory
@@ -357,7 +360,9 @@ class Predictor:
             self.model = checkpoint.load_model(self.source, self.device)
         from emohrnet_fast.features import FrontEnd
 
-        self.precision = precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision: Literal["fp32", "bf16"] = precision
         self.batch_size = batch_size
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self._shapes_seen: set[tuple[int, ...]] = set()

@@ -336,8 +336,9 @@ def test_unknown_models_and_settings(run, no_bundled, tmp_path):
         ef.Predictor(3)
     with pytest.raises(TypeError, match="EmotionModel"):
         ef.Predictor(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="precision="):
+    with pytest.raises(ValueError, match="precision='fp16': expected 'auto', 'fp32' or 'bf16'"):
         ef.Predictor(run, precision="fp16")
+    assert ef.Predictor(run, device="cpu").precision == "fp32"  # "auto" on the CPU
     for bad in (0, True, 2.0):
         with pytest.raises(ValueError, match="batch_size="):
             ef.Predictor(run, batch_size=bad)
@@ -718,7 +719,7 @@ def test_cli_info_without_bundled_model(no_bundled, capsys):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_cuda_matches_cpu(run, predictor, speech):
     clips = [speech[0][:9000], speech[1], speech[2]]
-    cuda = ef.Predictor(run, device="cuda")
+    cuda = ef.Predictor(run, device="cuda", precision="fp32")
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(
         cuda.probabilities(clips, RATE), predictor.probabilities(clips, RATE), atol=1e-4, rtol=0
@@ -739,6 +740,7 @@ def test_cuda_matches_cpu(run, predictor, speech):
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_cuda_bf16(run, predictor, speech):
+    assert ef.Predictor(run, device="cuda").precision == "bf16"  # "auto" on CUDA
     bf16 = ef.Predictor(run, device="cuda", precision="bf16")
     batch = torch.stack(speech[:3])
     torch.testing.assert_close(
