@@ -205,7 +205,7 @@ SMALL_GRIDS = {
 }
 # Deliberate bugs, each of which the emulation must catch: otherwise the tests above could
 # pass on code that is wrong on a GPU.
-LOAD_BARRIER = "    }\n    __syncthreads();\n\n    int ns = 1;"
+LOAD_BARRIER = "    }\n    __syncthreads();\n\n    if constexpr (kM > 0) {"
 REUSE_BARRIER = "    __syncthreads();  // the next example reuses shared memory"
 LOG_MEL = "log_mel/log_mel_cuda.cu"
 MISSING_BARRIER = {LOG_MEL: {LOAD_BARRIER: LOAD_BARRIER.replace("__syncthreads();", "")}}

@@ -3,7 +3,8 @@
 // kMaxFramesPerBlock consecutive frames of one waveform; their FFTs run side by side in shared
 // memory (Stockham ping-pong), so no spectrum ever reaches global memory. With top_db, the
 // first kernel also reduces each example's largest band power (atomicMax on float bits, valid
-// for non-negative floats) and a second, memory-light kernel applies the clamp.
+// for non-negative floats) and a second, memory-light kernel applies the clamp. The common FFT
+// lengths (n_fft 400, 512, 1024) get kernels whose FFT plan is fixed at compile time.
 
 #include <cuda_runtime.h>
 
@@ -92,10 +93,36 @@ __device__ __forceinline__ void radix_stage(const float2* in, float2* out, int n
   }
 }
 
+// The radix fft::make_plan takes first for a remaining length (4, then 2, 3, 5), or 0 when
+// only its generic prime stage would do.
+__host__ __device__ constexpr int plan_radix(int rest) {
+  return rest % 4 == 0 ? 4 : rest % 2 == 0 ? 2 : rest % 3 == 0 ? 3 : rest % 5 == 0 ? 5 : 0;
+}
+
+// make_plan's stages for a complex length M known at compile time: with M and Ns constants,
+// the butterflies' index divisions and twiddle exponents fold into multiplies and shifts
+// (the runtime plan pays integer divisions by run-time values in every butterfly).
+template <int M, int Ns>
+__device__ __forceinline__ void fixed_stages(float2*& a, float2*& c, int nf, const float* tw) {
+  if constexpr (Ns < M) {
+    constexpr int R = plan_radix(M / Ns);
+    static_assert(R != 0, "fixed_stages: a length with a prime factor above 5");
+    radix_stage<R>(a, c, nf, M, Ns, tw);
+    __syncthreads();
+    float2* t = a;
+    a = c;
+    c = t;
+    fixed_stages<M, Ns * R>(a, c, nf, tw);
+  }
+}
+
+// kM: the complex FFT length n_fft / 2 when fixed at compile time (the common n_fft values,
+// see log_mel_cuda), 0 for any other length.
+template <int kM>
 __global__ void __launch_bounds__(kThreads)
     log_mel_kernel(Params p, Buffers buf, fft::Plan plan, int frames_per_block) {
   extern __shared__ float2 smem[];
-  const int m = p.n_fft / 2;
+  const int m = kM > 0 ? kM : p.n_fft / 2;
   const int fpb = frames_per_block;
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * fpb;
   const int nf = static_cast<int>(min(static_cast<int64_t>(fpb), p.frames - t0));
@@ -115,36 +142,40 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
 
-    int ns = 1;
-    for (int st = 0; st < plan.n_stages; ++st) {
-      const int radix = plan.radix[st];
-      switch (radix) {
-        case 2:
-          radix_stage<2>(a, c, nf, m, ns, tw);
-          break;
-        case 3:
-          radix_stage<3>(a, c, nf, m, ns, tw);
-          break;
-        case 4:
-          radix_stage<4>(a, c, nf, m, ns, tw);
-          break;
-        case 5:
-          radix_stage<5>(a, c, nf, m, ns, tw);
-          break;
-        default: {
-          const int nb = m / radix;
-          for (int i = threadIdx.x; i < nf * m; i += blockDim.x) {
-            const int f = i / m, rem = i - f * m;
-            const int q = rem / nb;
-            prime_output(a + f * m, c + f * m, rem - q * nb, q, m, ns, radix, tw);
+    if constexpr (kM > 0) {
+      fixed_stages<kM, 1>(a, c, nf, tw);
+    } else {
+      int ns = 1;
+      for (int st = 0; st < plan.n_stages; ++st) {
+        const int radix = plan.radix[st];
+        switch (radix) {
+          case 2:
+            radix_stage<2>(a, c, nf, m, ns, tw);
+            break;
+          case 3:
+            radix_stage<3>(a, c, nf, m, ns, tw);
+            break;
+          case 4:
+            radix_stage<4>(a, c, nf, m, ns, tw);
+            break;
+          case 5:
+            radix_stage<5>(a, c, nf, m, ns, tw);
+            break;
+          default: {
+            const int nb = m / radix;
+            for (int i = threadIdx.x; i < nf * m; i += blockDim.x) {
+              const int f = i / m, rem = i - f * m;
+              const int q = rem / nb;
+              prime_output(a + f * m, c + f * m, rem - q * nb, q, m, ns, radix, tw);
+            }
           }
         }
+        __syncthreads();
+        float2* t = a;
+        a = c;
+        c = t;
+        ns *= radix;
       }
-      __syncthreads();
-      float2* t = a;
-      a = c;
-      c = t;
-      ns *= radix;
     }
 
     // The other ping-pong buffer holds the power spectrum: (m + 1) floats per frame fit in
@@ -247,6 +278,18 @@ __global__ void clamp_dct_kernel(Params p, Buffers buf) {
   }
 }
 
+template <int kM>
+void launch_log_mel(dim3 grid, std::size_t smem, cudaStream_t stream, const Params& p,
+                    const Buffers& buf, const fft::Plan& plan, int frames_per_block) {
+  if (smem > 48 * 1024) {
+    check(cudaFuncSetAttribute(log_mel_kernel<kM>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "raising the shared-memory limit");
+  }
+  log_mel_kernel<kM><<<grid, kThreads, smem, stream>>>(p, buf, plan, frames_per_block);
+  check(cudaGetLastError(), "launching log_mel_kernel");
+}
+
 }  // namespace
 
 void log_mel_cuda(const Params& p, const Buffers& buf, std::uintptr_t stream_handle) {
@@ -258,19 +301,25 @@ void log_mel_cuda(const Params& p, const Buffers& buf, std::uintptr_t stream_han
       2 * m * static_cast<int>(sizeof(float2)) + (to_dct ? p.n_bands * 4 : 0);
   const int fpb = std::max(1, std::min(kMaxFramesPerBlock, kSmemBudget / bytes_per_frame));
   const std::size_t smem = static_cast<std::size_t>(fpb) * bytes_per_frame;
-  if (smem > 48 * 1024) {
-    check(cudaFuncSetAttribute(log_mel_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem)),
-          "raising the shared-memory limit");
-  }
   if (p.clamp_top_db) {
     check(cudaMemsetAsync(buf.example_max, 0, p.batch * sizeof(float), stream),
           "clearing the per-example maxima");
   }
   const int grid_y = static_cast<int>(std::min<int64_t>(p.batch, kMaxGridY));
   const dim3 grid(static_cast<unsigned>((p.frames + fpb - 1) / fpb), grid_y);
-  log_mel_kernel<<<grid, kThreads, smem, stream>>>(p, buf, plan, fpb);
-  check(cudaGetLastError(), "launching log_mel_kernel");
+  switch (m) {  // n_fft 512, 400, 1024
+    case 256:
+      launch_log_mel<256>(grid, smem, stream, p, buf, plan, fpb);
+      break;
+    case 200:
+      launch_log_mel<200>(grid, smem, stream, p, buf, plan, fpb);
+      break;
+    case 512:
+      launch_log_mel<512>(grid, smem, stream, p, buf, plan, fpb);
+      break;
+    default:
+      launch_log_mel<0>(grid, smem, stream, p, buf, plan, fpb);
+  }
 
   if (p.clamp_top_db) {
     const int64_t rows = p.n_mfcc > 0 ? p.n_mfcc : p.n_bands;
