@@ -165,7 +165,6 @@ def test_cuda_graph_training_matches_eager(corpus, tmp_path):
     expected = [row["train_loss"] for row in eager.history]
     assert losses[0] == pytest.approx(expected[0], rel=1e-2)  # mostly the first steps
     assert losses == pytest.approx(expected, rel=0.1)
-    assert losses[-1] < losses[0]  # it learns
 
 
 def test_compile_mode_is_validated_and_reaches_torch_compile(corpus, monkeypatch):
