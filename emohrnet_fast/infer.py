@@ -865,7 +865,9 @@ def predict(
             rate). Files carry their own rate.
         model: ``"default"`` (bundled), a checkpoint / run folder, or an EmotionModel.
         top_k: keep the ``top_k`` best labels per clip; ``None``: all of them.
-        device: ``None``: CUDA when usable, else the CPU.
+        device: ``None``: CUDA when usable, else the CPU. On CUDA the model runs under
+            bfloat16 autocast (``Predictor``'s ``precision="auto"``); use a ``Predictor``
+            with ``precision="fp32"`` for float32 there.
 
     Returns:
         One list of ``{"label", "score"}`` for a single clip or path; a list of them (in input
