@@ -227,7 +227,8 @@ bench() { # tier, deadline, -k expression
   timeout -s INT -k 20 "$(left "$2")" python3 -m pytest benchmarks/test_hr_fuse_bench.py \
     benchmarks/test_spec_augment_bench.py benchmarks/test_log_mel_bench.py \
     benchmarks/test_train_bench.py benchmarks/test_predict_bench.py \
-    benchmarks/test_models_bench.py -m cuda -k "$3" -q -p no:cacheprovider \
+    benchmarks/test_models_bench.py benchmarks/test_overhead_bench.py -m cuda -k "$3" -q \
+    -p no:cacheprovider \
     --bench-table "$logs/bench-$1.md" >"$logs/bench-$1.log" 2>&1
   note "benchmarks $1" "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/bench-$1.log")"
   grep -E "^(FAILED|ERROR)" "$logs/bench-$1.log" | head -10 | tee -a "$summary"
