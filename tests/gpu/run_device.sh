@@ -8,7 +8,7 @@
 #
 # Back in $OUT (at most 8 files come back):
 #   summary.txt          one line per stage, sanitizer summaries, ncu figures, study results
-#   bench-cuda.md        the benchmark tables for BENCHMARKS.md (tier 1: the bars; tier 2: the rest)
+#   bench-cuda.md        the benchmark tables for BENCHMARKS.md (tier 1: the bars; 2: compiled; 3: rest)
 #   logs.tar.gz          every log
 #   studies.tar          every study fold's predictions and reports (no weights): carry to resume
 #   compact-fold0.tar    emohrnet_compact's fold-0 run (speaker 03 never heard), for `export`
@@ -31,7 +31,8 @@
 # Environment: RUN_SECONDS (the whole run's budget, default 560), EPOCHS (per study fold, 60),
 # STUDIES (which studies, default three; "" for none), SANITIZE=0 (skip the CUDA
 # sanitizers, e.g. on a rerun that changed no CUDA code), CV_ARGS (appended to every `cv` command),
-# ALLOW_NO_GPU=1 (go on without a usable GPU). A CPU dry run of the whole script:
+# BENCH_ONLY (a pytest -k expression: only those benchmarks), ALLOW_NO_GPU=1 (go on without a
+# usable GPU). A CPU dry run of the whole script:
 #   ALLOW_NO_GPU=1 EPOCHS=1 CV_ARGS="--folds 0 --precision fp32" bash tests/gpu/run_device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -220,8 +221,11 @@ note profile-model "rc=$? in $((SECONDS - start)) s"
 grep "^## " "$OUT/profile-model.txt" | tee -a "$summary"
 
 # Benchmarks, the issues' bars first: kernels, training step, inference, the timm anchor and the
-# deployed presets; then every other case (other presets, compiled variants, compiled front-end).
+# deployed presets; then the compiled training step and EmoHRNet-small's compiled rows (about a
+# minute of compiling each); then every other case. BENCH_ONLY (a -k expression) runs just
+# those (e.g. a second run for the rows the first one's deadline cut).
 rest="compiled_reference or test_compiled or (test_eager and (w18 or w32 or cnn_spec))"
+tier2="test_compiled_training_step or (test_compiled and emohrnet_small)"
 bench() { # tier, deadline, -k expression
   local start=$SECONDS
   timeout -s INT -k 20 "$(left "$2")" python3 -m pytest benchmarks/test_hr_fuse_bench.py \
@@ -233,8 +237,13 @@ bench() { # tier, deadline, -k expression
   note "benchmarks $1" "rc=$? in $((SECONDS - start)) s: $(tail -1 "$logs/bench-$1.log")"
   grep -E "^(FAILED|ERROR)" "$logs/bench-$1.log" | head -10 | tee -a "$summary"
 }
-bench tier1 $((budget - 60)) "not ($rest)"
-bench tier2 $((budget - 25)) "$rest"
-cat "$logs"/bench-tier*.md >"$OUT/bench-cuda.md" 2>/dev/null
+if [ -n "${BENCH_ONLY:-}" ]; then
+  bench only $((budget - 25)) "$BENCH_ONLY"
+else
+  bench tier1 $((budget - 90)) "not ($rest)"
+  bench tier2 $((budget - 45)) "$tier2"
+  bench tier3 $((budget - 25)) "($rest) and not ($tier2)"
+fi
+cat "$logs"/bench-*.md >"$OUT/bench-cuda.md" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$logs" .
 ls -la "$OUT"
