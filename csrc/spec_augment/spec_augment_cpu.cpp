@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/huge_pages.h"
 #include "spec_augment/spec_augment.h"
 
 namespace emohrnet_fast::spec_augment {
@@ -15,6 +16,7 @@ void spec_augment_cpu(const Params& p, const Buffers& buf) {
   const int threads = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
   const int64_t frames = p.frames;
   const masks::Masks& m = buf.masks;
+  if (buf.out != buf.in) advise_huge_pages(buf.out, sizeof(float) * rows * frames);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t b = row / p.rows_per_example;
