@@ -744,11 +744,15 @@ def _checked(what: str | None, clip: Tensor, sample_rate: int | None, target: in
         raise ValueError(f"sample_rate={sample_rate!r}: expected a positive integer (Hz)")
     if clip.shape[-1] == 0:
         raise ValueError(f"{what or 'clip 0'}: empty (0 samples)")
-    finite = torch.isfinite(clip).all(dim=-1)
-    if not bool(finite.all()):
-        if what is None:
-            what = f"clip {int((~finite).nonzero()[0, 0])}"
-        raise ValueError(f"{what}: non-finite samples (NaN or Inf)")
+    # NaN and Inf reach the sum, so a finite sum clears every sample in one reduction (0.6
+    # against 18 ms for 256 2-s clips on the 2-core CPU); only otherwise (or when huge finite
+    # samples overflow it) are they checked one by one, to name the clip.
+    if not bool(torch.isfinite(clip.sum())):
+        finite = torch.isfinite(clip).all(dim=-1)
+        if not bool(finite.all()):
+            if what is None:
+                what = f"clip {int((~finite).nonzero()[0, 0])}"
+            raise ValueError(f"{what}: non-finite samples (NaN or Inf)")
     return _audio.resample(clip, int(sample_rate), target)
 
 

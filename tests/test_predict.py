@@ -288,6 +288,14 @@ def test_non_finite_samples_name_the_clip(predictor, speech):
             predictor(torch.stack([speech[0], bad]), RATE)
         with pytest.raises(ValueError, match="clip 0: non-finite samples"):
             predictor(bad.numpy(), RATE)
+    # Inf and -Inf together make a NaN sum; huge finite samples overflow it to inf and must
+    # still pass (the clip-by-clip check clears them).
+    both = speech[1].clone()
+    both[100], both[200] = float("inf"), float("-inf")
+    with pytest.raises(ValueError, match="clip 1: non-finite samples"):
+        predictor(torch.stack([speech[0], both]), RATE)
+    loud = torch.full_like(speech[0], 3e38)
+    assert len(predictor(torch.stack([speech[0], loud]), RATE)) == 2
 
 
 def test_shapes_and_types_that_are_not_audio(predictor, speech):
