@@ -32,7 +32,8 @@
 # STUDIES (which studies, default three; "" for none), SANITIZE=0 (skip the CUDA
 # sanitizers, e.g. on a rerun that changed no CUDA code), CV_ARGS (appended to every `cv` command),
 # BENCH_ONLY (a pytest -k expression: only those benchmarks), ALLOW_NO_GPU=1 (go on without a
-# usable GPU). A CPU dry run of the whole script:
+# usable GPU). A CPU dry run of the whole script, in a scratch clone and a scratch venv (it
+# pip-installs the wheel it builds, over an editable install of the active venv):
 #   ALLOW_NO_GPU=1 EPOCHS=1 CV_ARGS="--folds 0 --precision fp32" bash tests/gpu/run_device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
