@@ -297,9 +297,9 @@ class Predictor:
     Args:
         model: ``"default"`` (the bundled model), a checkpoint folder, its
             ``model.safetensors``, a training run folder (its best epoch), or an
-            :class:`~emohrnet_fast.models.base.EmotionModel` in memory (used as it is: moved to
-            ``device`` when one is given, run in eval mode, its training mode restored
-            after each call).
+            :class:`~emohrnet_fast.models.base.EmotionModel` in memory (moved to ``device``
+            when one is given; it runs as an eval-mode copy with its BatchNorms folded, so
+            its own training mode is never touched).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None``: CUDA when usable, else the CPU
             (for a model in memory: the device it is on).
         precision: ``"bf16"``: the model runs under bfloat16 autocast (meant for CUDA; also

@@ -152,7 +152,7 @@ def test_cuda_training_with_the_fused_optimizer_resumes(corpus, tmp_path, monkey
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-def test_cuda_graph_training_matches_eager(corpus, tmp_path):
+def test_cuda_graph_training_matches_eager(corpus):
     """``compile_mode="reduce-overhead"``: the model's forward and backward replay as CUDA
     graphs and train as the eager model does. Adam's steps amplify compiled rounding in
     parameters whose gradients are near zero, so the losses are compared, not the weights."""
