@@ -83,6 +83,7 @@ def _train_config(args: argparse.Namespace):
         "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing,
         "mixup": args.mixup,
+        "speed_perturb": args.speed_perturb,
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if args.no_augment:
@@ -370,6 +371,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-decay", type=float)
     group.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing")
     group.add_argument("--mixup", type=float, help="mixup Beta concentration (0: off)")
+    group.add_argument(
+        "--speed-perturb",
+        type=float,
+        metavar="R",
+        help="speed perturbation of training crops: rates uniform in [1-R, 1+R] (0: off)",
+    )
     group.add_argument("--clip-seconds", type=float, help="training crop length, s")
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")

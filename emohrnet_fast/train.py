@@ -413,7 +413,11 @@ class _Trainer:
             torch.compiler.cudagraph_mark_step_begin()
         batch = index.numel()
         position = torch.rand(batch, device=self.device, generator=generator)
-        waveform, _ = self.waveforms.crops(index, self.clip, position)
+        speed = None
+        if config.speed_perturb > 0:
+            uniform = torch.rand(batch, device=self.device, generator=generator)
+            speed = 1.0 + config.speed_perturb * (2.0 * uniform - 1.0)
+        waveform, _ = self.waveforms.crops(index, self.clip, position, speed)
         masks = None
         fused = self.augment is not None and self.augment.mask_value != "mean"
         if fused:

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import corpus_fixtures as fx
+import numpy as np
 import pytest
 import torch
 from ef_testing import EMODB
@@ -18,6 +19,7 @@ from ef_testing import EMODB
 import emohrnet_fast as ef
 from emohrnet_fast.data import corpus as corpus_module
 from emohrnet_fast.data import labels
+from emohrnet_fast.data.corpus import Waveforms
 
 load_corpus = ef.data.load_corpus
 
@@ -453,3 +455,36 @@ def test_padded_batches(tmp_path):
     with pytest.raises(ValueError, match=r"max_length=0: expected None or an integer >= 1"):
         waves.padded(max_length=0)
     assert corpus.targets.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_speed_changed_crops_match_linear_interpolation(seed):
+    """Each window reads ``length * speed`` source samples from where ``position`` puts it and
+    resamples them linearly (numpy.interp is the reference); outside the utterance it is 0."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([0, 1, 7, 40, 101, 64])
+    offsets = torch.cumsum(lengths, 0) - lengths
+    waves = Waveforms(torch.randn(int(lengths.sum()), generator=generator), offsets, lengths, 16000)
+    indices = torch.tensor([5, 4, 3, 2, 1, 0, 4])
+    length = 50
+    position = torch.rand(indices.numel(), generator=generator)
+    speed = 0.5 + 1.5 * torch.rand(indices.numel(), generator=generator)
+    batch, taken = waves.crops(indices, length, position, speed)
+    assert batch.shape == (indices.numel(), length) and batch.dtype == torch.float32
+    for row, (i, p, s) in enumerate(zip(indices.tolist(), position.tolist(), speed.tolist())):
+        clip = waves[i].double().numpy()
+        n = clip.size
+        span = int(np.floor(np.float32(length - 1) * np.float32(s))) + 1
+        start = min(int(np.floor(p * (max(n - span, 0) + 1))), max(n - span, 0))
+        source = np.arange(length, dtype=np.float32) * np.float32(s)
+        inside = start + np.floor(source) < n
+        wanted = np.zeros(length)
+        if n:
+            wanted[inside] = np.interp(start + source[inside], np.arange(n), clip)
+        np.testing.assert_allclose(batch[row].numpy(), wanted, atol=2e-5)  # float32 positions
+        assert taken[row] == inside.sum()
+    same, same_taken = waves.crops(indices, length, position, torch.ones(indices.numel()))
+    plain, plain_taken = waves.crops(indices, length, position)
+    assert torch.equal(same, plain) and torch.equal(same_taken, plain_taken)
+    with pytest.raises(ValueError, match=r"speed: expected shape \(7,\)"):
+        waves.crops(indices, length, position, torch.ones(3))

@@ -149,13 +149,15 @@ def test_cli_training_flags_reach_the_config():
             "0.2",
             "--label-smoothing",
             "0.1",
+            "--speed-perturb",
+            "0.1",
             "--compile",
             "--compile-mode",
             "reduce-overhead",
         ]
     )
     config = _train_config(args)
-    assert (config.mixup, config.label_smoothing) == (0.2, 0.1)
+    assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
     assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
     assert _train_config(_parser().parse_args(argv)).mixup == ef.TrainConfig().mixup
 

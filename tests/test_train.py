@@ -379,6 +379,8 @@ def test_bad_training_input(corpus, case, error, pattern):
         ({"device": "tpu"}, "TrainConfig.device='tpu'"),
         ({"mixup": -0.2}, r"TrainConfig.mixup=-0.2: expected a Beta concentration"),
         ({"mixup": 0.4}, "mixup=0.4 with centerloss_cnn_mfcc's center loss"),
+        ({"speed_perturb": 0.8}, r"TrainConfig.speed_perturb=0.8: expected a relative rate"),
+        ({"speed_perturb": -0.1}, r"TrainConfig.speed_perturb=-0.1"),
     ],
 )
 def test_bad_train_config(change, pattern, corpus):
@@ -394,6 +396,17 @@ def test_mixup_changes_training_and_resumes_exactly(corpus, tmp_path, monkeypatc
     resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
     assert_same_weights(weights(resumed.model), weights(full.model))
     plain = ef.train(config.replace(mixup=0.0), corpus, progress=False, quiet=True)
+    assert full.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
+
+
+def test_speed_perturbation_changes_training_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    """The rates come from the epoch's generator like the crops, so a resumed run ends on the
+    uninterrupted one's weights."""
+    config = TINY.replace(speed_perturb=0.1)
+    full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False, quiet=True)
+    resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
+    assert_same_weights(weights(resumed.model), weights(full.model))
+    plain = ef.train(config.replace(speed_perturb=0.0), corpus, progress=False, quiet=True)
     assert full.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
 
 

@@ -107,7 +107,11 @@ class Waveforms:
         return self.crops(indices, max_length)
 
     def crops(
-        self, indices: Tensor | list[int], length: int, position: Tensor | float = 0.0
+        self,
+        indices: Tensor | list[int],
+        length: int,
+        position: Tensor | float = 0.0,
+        speed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Fixed-length windows, gathered on the data's device without a host sync.
 
@@ -117,24 +121,52 @@ class Waveforms:
             position: where each window sits in a longer utterance, in [0, 1]: 0 = start,
                 0.5 = centre, 1 = end; a ``(batch,)`` tensor of ``torch.rand`` values gives
                 uniform random crops. Shorter utterances start at 0 and are zero-padded.
+            speed: optional ``(batch,)`` playback-rate factors, each > 0 (not checked: that
+                would cost a host sync). Window ``i`` then covers ``length * speed[i]`` source
+                samples, linearly interpolated onto ``length`` output samples: speed
+                perturbation (Ko et al. 2015), 1.1 plays 10 % faster and 10 % higher.
+                ``None``: every factor is 1, an exact copy of the samples.
 
         Returns:
             ``(waveforms (batch, length) float32, lengths (batch,) int64)``: the samples
-            actually taken from each utterance.
+            actually taken from each utterance (output samples, after any speed change).
         """
         device = self.data.device
         indices = torch.as_tensor(indices, dtype=torch.int64, device=device)
         lengths = self.lengths[indices]
-        slack = (lengths - length).clamp(min=0)
-        start = torch.minimum(torch.floor(position * (slack + 1)).to(torch.int64), slack)
-        taken = lengths.clamp(max=length)
+        if speed is not None and speed.shape != indices.shape:
+            raise ValueError(
+                f"speed: expected shape {tuple(indices.shape)} (one factor per window), "
+                f"got {tuple(speed.shape)}"
+            )
         if self.data.numel() == 0:
-            return torch.zeros(indices.numel(), length, device=device), taken
+            return torch.zeros(indices.numel(), length, device=device), lengths.clamp(max=length)
         steps = torch.arange(length, device=device)
-        positions = (self.offsets[indices] + start)[:, None] + steps
-        positions = positions.clamp(max=self.data.numel() - 1)
-        batch = torch.where(steps < taken[:, None], self.data[positions], 0.0)
-        return batch, taken
+        if speed is None:
+            span = torch.full_like(lengths, length)
+        else:
+            speed = speed.to(device=device, dtype=torch.float32)
+            # Source samples the window reaches, the last one included.
+            span = torch.floor((length - 1) * speed).to(torch.int64) + 1
+        slack = (lengths - span).clamp(min=0)
+        start = torch.minimum(torch.floor(position * (slack + 1)).to(torch.int64), slack)
+        last = self.data.numel() - 1
+        if speed is None:
+            taken = lengths.clamp(max=length)
+            positions = ((self.offsets[indices] + start)[:, None] + steps).clamp(max=last)
+            batch = torch.where(steps < taken[:, None], self.data[positions], 0.0)
+            return batch, taken
+        source = steps[None, :] * speed[:, None]  # (batch, length), from the window start
+        left = torch.floor(source)
+        fraction = source - left
+        left = start[:, None] + left.to(torch.int64)  # within the utterance
+        inside = left < lengths[:, None]
+        right = torch.minimum(left + 1, lengths[:, None] - 1)
+        base = self.offsets[indices][:, None]
+        a = self.data[(base + left).clamp(max=last)]
+        b = self.data[(base + right).clamp(min=0, max=last)]
+        batch = torch.where(inside, torch.lerp(a, b, fraction), 0.0)
+        return batch, inside.sum(1)
 
     def as_list(self) -> list[Tensor]:
         """One ``(length,)`` view per utterance."""
