@@ -471,7 +471,8 @@ def test_speed_changed_crops_match_linear_interpolation(seed):
     speed = 0.5 + 1.5 * torch.rand(indices.numel(), generator=generator)
     batch, taken = waves.crops(indices, length, position, speed)
     assert batch.shape == (indices.numel(), length) and batch.dtype == torch.float32
-    for row, (i, p, s) in enumerate(zip(indices.tolist(), position.tolist(), speed.tolist())):
+    rows = zip(indices.tolist(), position.tolist(), speed.tolist(), strict=True)
+    for row, (i, p, s) in enumerate(rows):
         clip = waves[i].double().numpy()
         n = clip.size
         span = int(np.floor(np.float32(length - 1) * np.float32(s))) + 1
