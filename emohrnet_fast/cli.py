@@ -84,6 +84,7 @@ def _train_config(args: argparse.Namespace):
         "label_smoothing": args.label_smoothing,
         "mixup": args.mixup,
         "speed_perturb": args.speed_perturb,
+        "balance_classes": args.balance_classes,
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if args.no_augment:
@@ -376,6 +377,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="R",
         help="speed perturbation of training crops: rates uniform in [1-R, 1+R] (0: off)",
+    )
+    group.add_argument(
+        "--balance-classes",
+        action="store_true",
+        default=None,
+        help="weight the cross-entropy by inverse class frequency (aims at UA, not WA)",
     )
     group.add_argument("--clip-seconds", type=float, help="training crop length, s")
     group.add_argument("--seed", type=int)

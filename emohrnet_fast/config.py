@@ -249,6 +249,9 @@ class TrainConfig:
     # uniformly from [1 - r, 1 + r], which shifts pitch and formants together as a different
     # speaker's voice would; a regulariser for speaker-independent protocols. 0: off.
     speed_perturb: float = 0.0
+    # Weight each class's cross-entropy by n / (classes * n_class) of the training set, so
+    # every class counts alike: the loss then aims at UA (mean recall) rather than WA.
+    balance_classes: bool = False
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -337,6 +340,8 @@ def _validate_train(c: TrainConfig) -> None:
         and 0 <= c.speed_perturb <= 0.5
     ):
         fail("speed_perturb", "a relative rate range r in [0, 0.5] (0: off)")
+    if not isinstance(c.balance_classes, bool):
+        fail("balance_classes", "True or False")
     if not c.reconstruction_weight >= 0:
         fail("reconstruction_weight", "a number >= 0")
     if not 0 < c.center_alpha <= 1:

@@ -251,6 +251,11 @@ class _Trainer:
         self.waveforms = train_set.subset(shard).waveforms.to(device)
         self.targets = targets[shard].to(device)
         self.batch = min(config.batch_size, per_rank)
+        self.class_weights = None
+        if config.balance_classes:
+            # Every label occurs in train_set (_check_data keeps only those), so no count is 0.
+            counts = torch.bincount(targets, minlength=len(labels)).float()
+            self.class_weights = (n / (len(labels) * counts)).to(device)
         # Drop the ragged last batch: a batch of 1 breaks BatchNorm, and equal batches let
         # CUDA graphs and torch.compile reuse one shape.
         self.steps_per_epoch = per_rank // self.batch
@@ -446,11 +451,17 @@ class _Trainer:
             output = self.forward(features)
         target = self.targets[index]
         loss = F.cross_entropy(
-            output.logits.float(), target, label_smoothing=config.label_smoothing
+            output.logits.float(),
+            target,
+            weight=self.class_weights,
+            label_smoothing=config.label_smoothing,
         )
         if config.mixup > 0:
             loss = lam * loss + (1.0 - lam) * F.cross_entropy(
-                output.logits.float(), target[partner], label_smoothing=config.label_smoothing
+                output.logits.float(),
+                target[partner],
+                weight=self.class_weights,
+                label_smoothing=config.label_smoothing,
             )
         if self.center_loss is not None:
             loss = loss + config.center_loss_weight * self.center_loss(

@@ -151,6 +151,7 @@ def test_cli_training_flags_reach_the_config():
             "0.1",
             "--speed-perturb",
             "0.1",
+            "--balance-classes",
             "--compile",
             "--compile-mode",
             "reduce-overhead",
@@ -158,8 +159,10 @@ def test_cli_training_flags_reach_the_config():
     )
     config = _train_config(args)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
+    assert config.balance_classes is True
     assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
-    assert _train_config(_parser().parse_args(argv)).mixup == ef.TrainConfig().mixup
+    default = _train_config(_parser().parse_args(argv))
+    assert (default.mixup, default.balance_classes) == (0.0, False)
 
 
 @pytest.mark.parametrize(

@@ -381,6 +381,7 @@ def test_bad_training_input(corpus, case, error, pattern):
         ({"mixup": 0.4}, "mixup=0.4 with centerloss_cnn_mfcc's center loss"),
         ({"speed_perturb": 0.8}, r"TrainConfig.speed_perturb=0.8: expected a relative rate"),
         ({"speed_perturb": -0.1}, r"TrainConfig.speed_perturb=-0.1"),
+        ({"balance_classes": 1}, r"TrainConfig.balance_classes=1: expected True or False"),
     ],
 )
 def test_bad_train_config(change, pattern, corpus):
@@ -408,6 +409,33 @@ def test_speed_perturbation_changes_training_and_resumes_exactly(corpus, tmp_pat
     assert_same_weights(weights(resumed.model), weights(full.model))
     plain = ef.train(config.replace(speed_perturb=0.0), corpus, progress=False, quiet=True)
     assert full.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
+
+
+def test_balanced_classes_weight_the_loss_by_inverse_frequency(corpus, monkeypatch):
+    """On a training set of 8 angry, 4 neutral and 2 sad clips the weights are n / (3 n_c)."""
+    keep = {"angry": 8, "neutral": 4, "sad": 2}
+    indices = []
+    for i, utterance in enumerate(corpus.utterances):
+        if keep[utterance.label] > 0:
+            keep[utterance.label] -= 1
+            indices.append(i)
+    imbalanced = corpus.subset(indices)
+    seen = []
+    cross_entropy = train_module.F.cross_entropy
+
+    def spy(logits, target, weight=None, **kwargs):
+        seen.append(weight)
+        return cross_entropy(logits, target, weight=weight, **kwargs)
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", spy)
+    config = TINY.replace(balance_classes=True, epochs=1)
+    balanced = ef.train(config, imbalanced, progress=False, quiet=True)
+    order = [balanced.model.labels.index(name) for name in ("angry", "neutral", "sad")]
+    torch.testing.assert_close(seen[0][order], torch.tensor([14 / 24, 14 / 12, 14 / 6]))
+    seen.clear()
+    plain = ef.train(config.replace(balance_classes=False), imbalanced, progress=False, quiet=True)
+    assert seen and all(weight is None for weight in seen)
+    assert balanced.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
 
 
 def test_config_round_trips_through_json():
