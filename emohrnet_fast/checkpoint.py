@@ -63,6 +63,7 @@ def model_card(model: EmotionModel, name: str) -> dict[str, Any]:
         "num_classes": model.num_classes,
         "labels": list(model.labels) if model.labels is not None else None,
         "temperature": model.temperature,
+        "speaker_norm": model.speaker_norm,
         "frontend": _jsonable(dataclasses.asdict(model.default_frontend)),
     }
 
@@ -222,6 +223,10 @@ def build_model(meta: dict[str, Any]) -> EmotionModel:
     if not usable or temperature <= 0:
         raise CheckpointError(f"checkpoint temperature={temperature!r}: expected a number > 0")
     model.temperature = float(temperature)
+    speaker_norm = meta.get("speaker_norm", False)  # absent: written before it existed
+    if not isinstance(speaker_norm, bool):
+        raise CheckpointError(f"checkpoint speaker_norm={speaker_norm!r}: expected true or false")
+    model.speaker_norm = speaker_norm
     return model
 
 

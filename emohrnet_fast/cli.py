@@ -85,6 +85,7 @@ def _train_config(args: argparse.Namespace):
         "mixup": args.mixup,
         "speed_perturb": args.speed_perturb,
         "balance_classes": args.balance_classes,
+        "speaker_norm": args.speaker_norm,
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if args.no_augment:
@@ -383,6 +384,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="weight the cross-entropy by inverse class frequency (aims at UA, not WA)",
+    )
+    group.add_argument(
+        "--speaker-norm",
+        action="store_true",
+        default=None,
+        help="speaker normalisation: standardise each speaker's features with its own "
+        "statistics (evaluation then uses each test speaker's unlabelled audio)",
     )
     group.add_argument("--clip-seconds", type=float, help="training crop length, s")
     group.add_argument("--seed", type=int)

@@ -252,6 +252,11 @@ class TrainConfig:
     # Weight each class's cross-entropy by n / (classes * n_class) of the training set, so
     # every class counts alike: the loss then aims at UA (mean recall) rather than WA.
     balance_classes: bool = False
+    # Speaker normalisation (emohrnet_fast.speaker_norm): each speaker's features standardised
+    # per band with that speaker's own statistics. The model then needs the statistics of the
+    # speaker it hears (Predictor.adapt; evaluate does it per speaker of the dataset), so its
+    # test figures are "speaker-normalised": they use each test speaker's unlabelled audio.
+    speaker_norm: bool = False
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -340,8 +345,9 @@ def _validate_train(c: TrainConfig) -> None:
         and 0 <= c.speed_perturb <= 0.5
     ):
         fail("speed_perturb", "a relative rate range r in [0, 0.5] (0: off)")
-    if not isinstance(c.balance_classes, bool):
-        fail("balance_classes", "True or False")
+    for field in ("balance_classes", "speaker_norm"):
+        if not isinstance(getattr(c, field), bool):
+            fail(field, "True or False")
     if not c.reconstruction_weight >= 0:
         fail("reconstruction_weight", "a number >= 0")
     if not 0 < c.center_alpha <= 1:

@@ -22,7 +22,8 @@ from emohrnet_fast._files import atomic_write
 from emohrnet_fast.calibration import expected_calibration_error
 
 if TYPE_CHECKING:
-    from emohrnet_fast.data.corpus import Corpus
+    from emohrnet_fast.data.corpus import Corpus, Waveforms
+    from emohrnet_fast.infer import Predictor
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def dataset_logits(
 ) -> Tensor:
     """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order."""
     from emohrnet_fast.checkpoint import unwrap
-    from emohrnet_fast.infer import Predictor, _warn_short
+    from emohrnet_fast.infer import Predictor
 
     if dataset.waveforms is None:
         raise ValueError(f"dataset {dataset.name!r}: no waveforms loaded (load_audio=True)")
@@ -289,12 +290,41 @@ def dataset_logits(
     # epoch with weights that change under it.
     predictor = Predictor(plain, device=device, batch_size=batch_size, cuda_graphs=False)
     waveforms = dataset.waveforms.to(device)
+    out = torch.empty(len(dataset), plain.num_classes)
+    if not plain.speaker_norm:
+        _fill_logits(out, torch.arange(len(dataset)), predictor, dataset, waveforms, clip_seconds)
+        return out
+    # Each speaker's clips are scored with that speaker's statistics (speaker_norm.py).
+    speakers = [u.speaker for u in dataset.utterances]
+    if None in speakers:
+        raise ValueError(
+            f"dataset {dataset.name!r}: the model was trained with speaker normalisation, "
+            f"which needs every utterance's speaker; {speakers.count(None)} have none"
+        )
+    for speaker in sorted(set(speakers)):
+        group = torch.tensor([i for i, s in enumerate(speakers) if s == speaker])
+        predictor.adapt([waveforms[i] for i in group.tolist()], waveforms.sample_rate)
+        _fill_logits(out, group, predictor, dataset, waveforms, clip_seconds)
+    return out
+
+
+def _fill_logits(
+    out: Tensor,
+    rows: Tensor,
+    predictor: Predictor,
+    dataset: Corpus,
+    waveforms: Waveforms,
+    clip_seconds: float | None,
+) -> None:
+    """``out[rows]`` = the logits of those utterances: centred ``clip_seconds`` crops, or
+    whole utterances in length buckets (each clip scores as predict() scores it)."""
+    from emohrnet_fast.infer import _warn_short
+
     if clip_seconds is not None:
-        clip = max(1, round(clip_seconds * dataset.sample_rate))
-        order = torch.arange(len(dataset))
-        windows = [(chunk, clip) for chunk in order.split(batch_size)]
-    else:  # Predictor's length buckets: each clip scores as predict() scores it
-        lengths = dataset.waveforms.lengths.cpu()
+        clip = max(1, round(clip_seconds * waveforms.sample_rate))
+        windows = [(chunk, clip) for chunk in rows.split(predictor.batch_size)]
+    else:
+        lengths = waveforms.lengths.cpu()[rows]
         short = int((lengths < predictor.min_samples).sum())
         if short:
             subject = f"{short} utterance{'s' if short > 1 else ''} of dataset {dataset.name!r}"
@@ -302,12 +332,10 @@ def dataset_logits(
         order = torch.argsort(lengths, stable=True)
         sizes, counts = torch.unique_consecutive(lengths[order], return_counts=True)
         windows = [
-            (chunk, max(int(size), predictor.min_samples))
+            (rows[chunk], max(int(size), predictor.min_samples))
             for group, size in zip(order.split(counts.tolist()), sizes, strict=True)
-            for chunk in group.split(batch_size)
+            for chunk in group.split(predictor.batch_size)
         ]
-    out = torch.empty(len(dataset), plain.num_classes)
     for chunk, width in windows:
-        batch, _ = waveforms.crops(chunk.to(device), width, 0.5)
-        out[chunk] = predictor.batch_logits(batch)  # eval mode inside; training mode restored
-    return out
+        batch, _ = waveforms.crops(chunk.to(waveforms.data.device), width, 0.5)
+        out[chunk] = predictor.batch_logits(batch)

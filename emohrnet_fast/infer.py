@@ -81,6 +81,7 @@ from emohrnet_fast import checkpoint
 from emohrnet_fast._files import atomic_write
 from emohrnet_fast._info import resolve_device
 from emohrnet_fast.models.base import EmotionModel, fold_batchnorm
+from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
 
 Precision = Literal["auto", "fp32", "bf16"]
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -386,6 +387,9 @@ class Predictor:
         min_frames = int(getattr(plain, "min_size", 1))
         # frames = 1 + samples // hop >= min_frames  <=>  samples >= (min_frames - 1) * hop
         self.min_samples: int = max(1, (min_frames - 1) * self.frontend_config.hop_length)
+        # The statistics of the speaker being heard (adapt), for speaker-normalised models.
+        self.speaker: SpeakerStats | None = None
+        self._warned_unadapted = False
 
     def __repr__(self) -> str:
         source = str(self.source) if self.source is not None else "<in memory>"
@@ -418,6 +422,38 @@ class Predictor:
         probabilities, single = self._run(audio, sample_rate)
         results = [_ranked(row, self.labels, top_k) for row in probabilities.tolist()]
         return results[0] if single else results
+
+    def adapt(self, audio: AudioInput | None, sample_rate: int | None = None) -> Predictor:
+        """Tell a speaker-normalised model (``TrainConfig(speaker_norm=True)``) whose voice
+        it hears: later calls standardise their features with the per-band statistics of
+        ``audio``, unlabelled speech of that one speaker (any clips, arrays or paths, as for
+        :meth:`__call__`; all pooled; a few tens of seconds are plenty). ``None`` forgets
+        them. Returns the Predictor, for ``Predictor(path).adapt(clips)(clip, rate)``.
+
+        Raises:
+            ValueError: the model was trained without speaker normalisation, ``audio`` holds
+                no clips, or any error :meth:`__call__` raises for the same input.
+        """
+        if not self.model.speaker_norm:
+            raise ValueError(
+                "adapt(): this model was trained without speaker normalisation "
+                "(TrainConfig.speaker_norm=False), so its features need no speaker statistics"
+            )
+        speaker = None
+        if audio is not None:
+            clips, _ = self._clips(audio, sample_rate, pad=True)
+            if not clips:
+                raise ValueError("adapt(): audio holds no clips")
+            moments = 0
+            with torch.inference_mode():
+                for clip in clips:
+                    features = self.frontend(clip.to(self.device, torch.float32)[None])
+                    moments = moments + band_moments(features)
+            speaker = SpeakerStats.from_moments(moments[:, 0])
+        self.speaker = speaker
+        self._graphs.clear()  # they read the previous statistics' memory
+        self._shapes_seen.clear()
+        return self
 
     def logits(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
         """Logits, float32 on the CPU: ``(n_classes,)`` for one clip or path,
@@ -524,6 +560,14 @@ class Predictor:
         per forward pass. No input checks, resampling or padding: the fast path for callers
         that did those (evaluation, timelines)."""
         self._refold()
+        if self.model.speaker_norm and self.speaker is None and not self._warned_unadapted:
+            self._warned_unadapted = True
+            _warn(
+                "this model was trained with speaker normalisation and has no speaker "
+                "statistics yet: call Predictor.adapt(clips of the speaker) first; until then "
+                "its features get the training set's global normalisation, which it was not "
+                "trained on (expect lower accuracy)"
+            )
         out = []
         with torch.inference_mode():
             for chunk in rows.split(self.batch_size):
@@ -541,7 +585,10 @@ class Predictor:
 
     def _classify(self, batch: Tensor) -> Tensor:
         """``(clips, samples)`` float32 on the device -> logits (front-end + model)."""
-        features = self.frontend(batch).unsqueeze(1)
+        features = self.frontend(batch)
+        if self.speaker is not None:
+            features = speaker_scale(features, self.speaker, self._folded.input_norm)
+        features = features.unsqueeze(1)
         # No autocast weight cache: a graph must not keep casts made outside its capture.
         with torch.autocast(
             self.device.type,

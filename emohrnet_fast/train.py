@@ -45,7 +45,8 @@ from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.losses import CenterLoss
 from emohrnet_fast.models.base import EmotionModel
 from emohrnet_fast.models.registry import create
-from emohrnet_fast.ops.spec_augment import MaskParams
+from emohrnet_fast.ops.spec_augment import MaskParams, spec_augment
+from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
 
 _REFRESH_STEPS = 10  # progress-bar refresh (one host sync) every this many steps
 # Fields that may differ between a checkpoint and the config resuming it.
@@ -223,6 +224,7 @@ class _Trainer:
             overrides["frontend"] = config.frontend
         model = create(config.model, len(labels), **overrides)
         model.labels = labels
+        model.speaker_norm = config.speaker_norm
         self.model = model.to(device)
         frontend_config = model.default_frontend
         for name, data in (("train_set", train_set), ("val_set", val_set)):
@@ -251,6 +253,20 @@ class _Trainer:
         self.waveforms = train_set.subset(shard).waveforms.to(device)
         self.targets = targets[shard].to(device)
         self.batch = min(config.batch_size, per_rank)
+        # Speaker normalisation: each training clip's speaker, for per-speaker statistics.
+        self.speaker_stats: SpeakerStats | None = None
+        if config.speaker_norm:
+            unknown = sum(u.speaker is None for u in train_set.utterances)
+            if unknown:
+                raise ValueError(
+                    f"TrainConfig.speaker_norm=True needs every training utterance's speaker: "
+                    f"{unknown} of {n} in train_set {train_set.name!r} have none"
+                )
+            speakers = sorted({u.speaker for u in train_set.utterances})
+            position = {name: i for i, name in enumerate(speakers)}
+            ids = torch.tensor([position[u.speaker] for u in train_set.utterances])
+            self.speaker_ids = ids[shard].to(device)
+            self.speaker_count = len(speakers)
         self.class_weights = None
         if config.balance_classes:
             # Every label occurs in train_set (_check_data keeps only those), so no count is 0.
@@ -306,6 +322,8 @@ class _Trainer:
         start = self._restore(resume)
         if start == 0 and config.normalize:
             self._fit_input_norm()
+        if config.speaker_norm:  # from the data alone: computed again on resume
+            self._fit_speaker_stats()
         if self.run is not None and self.env.main:
             self.run.mkdir(parents=True, exist_ok=True)
             atomic_write(
@@ -359,6 +377,20 @@ class _Trainer:
         self.model.input_norm.std.fill_(std)
 
     # --------------------------------------------------------------------------- epoch
+    def _fit_speaker_stats(self) -> None:
+        """Per-speaker, per-band mean and std of the training features (centred crops, no
+        masks), over all ranks. A clip that sits on two ranks' shards (the wrap-around that
+        evens them) counts twice."""
+        moments = torch.zeros(
+            3, self.speaker_count, self.n_features, dtype=torch.float64, device=self.device
+        )
+        with torch.no_grad():
+            for chunk in torch.arange(len(self.waveforms), device=self.device).split(64):
+                batch, _ = self.waveforms.crops(chunk, self.clip, 0.5)
+                features = self.frontend(batch)
+                moments += band_moments(features, self.speaker_ids[chunk], self.speaker_count)
+        self.speaker_stats = SpeakerStats.from_moments(self.env.sum_(moments))
+
     def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, Any]:
         config, device = self.config, self.device
         self.forward.train()
@@ -433,7 +465,16 @@ class _Trainer:
             norm = self.model.input_norm
             masks = MaskParams(masks.freq, masks.time, masks.values * norm.std + norm.mean)
         with torch.no_grad():
-            features = self.frontend(waveform, augment=masks)
+            if self.speaker_stats is None:
+                features = self.frontend(waveform, augment=masks)
+            else:  # the masks' fill is in input_norm's scale: masked after the rescaling
+                features = self.frontend(waveform)
+                speaker = self.speaker_ids[index]
+                everyone = self.speaker_stats
+                stats = SpeakerStats(everyone.mean[speaker], everyone.std[speaker])
+                features = speaker_scale(features, stats, self.model.input_norm)
+                if masks is not None:
+                    features = spec_augment(features, masks)
             if self.augment is not None and not fused:
                 features = self.augment(features, generator=generator)
             if config.mixup > 0:

@@ -58,6 +58,9 @@ class EmotionModel(nn.Module):
         self.labels: tuple[str, ...] | None = None  # class i is labels[i]; set by training
         # Scores are softmax(logits / temperature); 1 until emohrnet_fast.calibrate fits it.
         self.temperature: float = 1.0
+        # True: trained on speaker-normalised features (emohrnet_fast.speaker_norm), so it
+        # expects the statistics of the speaker it hears (Predictor.adapt).
+        self.speaker_norm: bool = False
         self.input_norm = InputNorm()
 
     def classify(self, features: Tensor) -> Tensor:
