@@ -57,10 +57,15 @@ class CVResult:
     # ``temperature`` is fitted on every fold's test logits (the one to give a model trained
     # with this recipe).
     calibration: Calibration | None = None
+    # TrainConfig.speaker_norm: every test speaker's features were standardised with that
+    # speaker's own statistics, taken from its (unlabelled) test audio.
+    speaker_normalised: bool = False
 
     def markdown(self) -> str:
         """Per-fold rows, then mean ± std and the pooled figures."""
         kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
+        if self.speaker_normalised:
+            kind += ", speaker-normalised with each test speaker's unlabelled audio"
         lines = [
             f"{self.protocol} ({kind}), {len(self.folds)} fold(s)",
             "",
@@ -178,6 +183,7 @@ def cross_validate(
         out_dir=out,
         fold_calibration=fold_calibration,
         calibration=calibration,
+        speaker_normalised=config.speaker_norm,
     )
     if out is not None:
         pooled.save(out / "pooled")
@@ -235,6 +241,7 @@ def _run_fold(
         "fold": split.fold,
         "test_groups": list(split.test_groups),
         "speaker_independent": split.speaker_independent,
+        "speaker_normalised": config.speaker_norm,
     }
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
     saved_file = folder / "predictions.json" if folder is not None else None

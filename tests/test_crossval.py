@@ -47,6 +47,15 @@ def test_loso_study_writes_everything_and_pools_folds(corpus, tmp_path):
     assert (tmp_path / "pooled" / "report.json").exists()
 
 
+def test_speaker_normalised_study_says_so(corpus):
+    config = ONE_EPOCH.replace(speaker_norm=True)
+    result = ef.cross_validate(config, corpus, "loso", folds=[1], quiet=True)
+    assert result.speaker_normalised and result.folds[0].meta["speaker_normalised"]
+    assert "speaker-normalised with each test speaker's unlabelled audio" in result.markdown()
+    plain = ef.cross_validate(ONE_EPOCH, corpus, "loso", folds=[1], quiet=True)
+    assert "speaker-normalised" not in plain.markdown()
+
+
 def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
     calls = []
     real_train = crossval_module.train
@@ -152,6 +161,7 @@ def test_cli_training_flags_reach_the_config():
             "--speed-perturb",
             "0.1",
             "--balance-classes",
+            "--speaker-norm",
             "--compile",
             "--compile-mode",
             "reduce-overhead",
@@ -159,10 +169,10 @@ def test_cli_training_flags_reach_the_config():
     )
     config = _train_config(args)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
-    assert config.balance_classes is True
+    assert config.balance_classes is True and config.speaker_norm is True
     assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
     default = _train_config(_parser().parse_args(argv))
-    assert (default.mixup, default.balance_classes) == (0.0, False)
+    assert (default.mixup, default.balance_classes, default.speaker_norm) == (0.0, False, False)
 
 
 @pytest.mark.parametrize(
