@@ -135,6 +135,9 @@ declare -A study_args=(
   [hr_compact_loso]="--model emohrnet_compact --protocol loso"
   [hr_compact_loso_ls]="--model emohrnet_compact --protocol loso --label-smoothing 0.1"
   [hr_small_random5]="--model emohrnet_small --protocol random --k 5"
+  [hr_small_loso_sn]="--model emohrnet_small --protocol loso --speaker-norm"
+  [hr_compact_loso_sn]="--model emohrnet_compact --protocol loso --speaker-norm"
+  [hr_small_loso_sp]="--model emohrnet_small --protocol loso --speed-perturb 0.1"
 )
 study_pids=()
 for name in $studies; do
