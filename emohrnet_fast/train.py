@@ -320,10 +320,14 @@ class _Trainer:
     def fit(self, *, resume: bool, progress: bool | None, quiet: bool) -> TrainResult:
         config = self.config
         start = self._restore(resume)
-        if start == 0 and config.normalize:
-            self._fit_input_norm()
-        if config.speaker_norm:  # from the data alone: computed again on resume
-            self._fit_speaker_stats()
+        fit_input_norm = start == 0 and config.normalize
+        # The speaker statistics come from the data alone, so a resumed run computes them again.
+        if fit_input_norm or config.speaker_norm:
+            moments = self._feature_moments()
+            if fit_input_norm:
+                self._set_input_norm(moments)
+            if config.speaker_norm:
+                self.speaker_stats = SpeakerStats.from_moments(moments)
         if self.run is not None and self.env.main:
             self.run.mkdir(parents=True, exist_ok=True)
             atomic_write(
@@ -360,37 +364,29 @@ class _Trainer:
                 result.best_checkpoint = self._epoch_dir(self.best_epoch)
         return result
 
-    def _fit_input_norm(self) -> None:
-        """Mean and std of the training features (centred crops, no masks), over all ranks."""
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-        with torch.inference_mode():
+    def _feature_moments(self) -> Tensor:
+        """:func:`~emohrnet_fast.speaker_norm.band_moments` of the training features (centred
+        crops, no masks), over all ranks: a row per speaker with ``speaker_norm``, else one.
+        A clip that sits on two ranks' shards (the wrap-around that evens them) counts twice."""
+        groups = self.speaker_ids if self.config.speaker_norm else None
+        count = self.speaker_count if groups is not None else 1
+        moments = torch.zeros(3, count, self.n_features, dtype=torch.float64, device=self.device)
+        with torch.no_grad():
             for chunk in torch.arange(len(self.waveforms), device=self.device).split(64):
                 batch, _ = self.waveforms.crops(chunk, self.clip, 0.5)
-                features = self.frontend(batch).double()
-                sums[0] += features.sum()
-                sums[1] += features.square().sum()
-                sums[2] += features.numel()
-        total, square, count = self.env.sum_(sums.clone()).tolist()
+                chunk_groups = groups[chunk] if groups is not None else None
+                moments += band_moments(self.frontend(batch), chunk_groups, count)
+        return self.env.sum_(moments)
+
+    def _set_input_norm(self, moments: Tensor) -> None:
+        """input_norm's scalar mean and std: ``moments`` pooled over speakers and bands."""
+        total, square, count = moments.sum(dim=(1, 2)).tolist()
         mean = total / count
         std = math.sqrt(max(square / count - mean * mean, 0.0)) or 1.0
         self.model.input_norm.mean.fill_(mean)
         self.model.input_norm.std.fill_(std)
 
     # --------------------------------------------------------------------------- epoch
-    def _fit_speaker_stats(self) -> None:
-        """Per-speaker, per-band mean and std of the training features (centred crops, no
-        masks), over all ranks. A clip that sits on two ranks' shards (the wrap-around that
-        evens them) counts twice."""
-        moments = torch.zeros(
-            3, self.speaker_count, self.n_features, dtype=torch.float64, device=self.device
-        )
-        with torch.no_grad():
-            for chunk in torch.arange(len(self.waveforms), device=self.device).split(64):
-                batch, _ = self.waveforms.crops(chunk, self.clip, 0.5)
-                features = self.frontend(batch)
-                moments += band_moments(features, self.speaker_ids[chunk], self.speaker_count)
-        self.speaker_stats = SpeakerStats.from_moments(self.env.sum_(moments))
-
     def _train_epoch(self, epoch: int, progress: bool | None) -> dict[str, Any]:
         config, device = self.config, self.device
         self.forward.train()

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from train_fixtures import TINY, tiny_corpus
+from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, tiny_corpus, weights
 
 import emohrnet_fast as ef
 from emohrnet_fast.evaluate import dataset_logits
@@ -155,8 +155,6 @@ def test_bad_uses(corpus, trained):
 def test_resume_recomputes_the_statistics_and_ends_on_the_same_weights(
     corpus, tmp_path, monkeypatch
 ):
-    from test_train import assert_same_weights, interrupted_and_resumed, weights
-
     config = CONFIG.replace(epochs=3)
     full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False, quiet=True)
     resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)

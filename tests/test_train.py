@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 from ef_testing import HAS_CUDA
-from train_fixtures import TINY, tiny_corpus
+from train_fixtures import (
+    TINY,
+    assert_same_weights,
+    interrupted_and_resumed,
+    tiny_corpus,
+    weights,
+)
 
 import emohrnet_fast as ef
 from emohrnet_fast import checkpoint
@@ -36,16 +42,6 @@ def reference_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     result = ef.train(TINY, corpus, out_dir=out, progress=False, quiet=True)
     return result, out
-
-
-def weights(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in checkpoint.unwrap(model).state_dict().items()}
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
 def test_tiny_set_is_learned_to_100_percent(corpus):
@@ -96,23 +92,6 @@ def test_best_checkpoint_follows_validation_ua(corpus, tmp_path):
     assert result.best_checkpoint == tmp_path / "checkpoints" / f"epoch-{best:04d}"
     assert checkpoint.resolve(tmp_path) == result.best_checkpoint
     assert result.val_report.labels == corpus.labels
-
-
-def interrupted_and_resumed(config, corpus, out_dir, monkeypatch):
-    """Train ``config`` into ``out_dir``, stopped by a KeyboardInterrupt as epoch 3 starts,
-    then ``resume=True`` to the end: the resumed run's TrainResult."""
-    original = train_module._Trainer._train_epoch
-
-    def interrupted(self, epoch, progress):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train_module._Trainer, "_train_epoch", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            ef.train(config, corpus, out_dir=out_dir, progress=False, quiet=True)
-    return ef.train(config, corpus, out_dir=out_dir, resume=True, progress=False, quiet=True)
 
 
 def test_resume_continues_exactly(reference_run, corpus, tmp_path, monkeypatch):
@@ -181,7 +160,13 @@ KILL_SCRIPT = """
 import importlib, sys, time
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from train_fixtures import TINY, tiny_corpus
+from train_fixtures import (
+    TINY,
+    assert_same_weights,
+    interrupted_and_resumed,
+    tiny_corpus,
+    weights,
+)
 import emohrnet_fast as ef
 train_module = importlib.import_module("emohrnet_fast.train")  # the package's train is the function
 
