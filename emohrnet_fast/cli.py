@@ -86,6 +86,7 @@ def _train_config(args: argparse.Namespace):
         "speed_perturb": args.speed_perturb,
         "balance_classes": args.balance_classes,
         "speaker_norm": args.speaker_norm,
+        "ema_decay": args.ema,
     }
     fields = {key: value for key, value in fields.items() if value is not None}
     if args.no_augment:
@@ -391,6 +392,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="speaker normalisation: standardise each speaker's features with its own "
         "statistics (evaluation then uses each test speaker's unlabelled audio)",
+    )
+    group.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999) "
+        "and save, validate and return it (0: off)",
     )
     group.add_argument("--clip-seconds", type=float, help="training crop length, s")
     group.add_argument("--seed", type=int)

@@ -257,6 +257,11 @@ class TrainConfig:
     # speaker it hears (Predictor.adapt; evaluate does it per speaker of the dataset), so its
     # test figures are "speaker-normalised": they use each test speaker's unlabelled audio.
     speaker_norm: bool = False
+    # Exponential moving average of the weights (Polyak averaging): the averaged copy is the
+    # model that validates, is saved and is returned; the optimised weights only feed it.
+    # 0: off; e.g. 0.999. The decay warms up as min(ema_decay, (1 + step) / (10 + step)), so
+    # the first steps' random weights fade out fast.
+    ema_decay: float = 0.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -345,6 +350,12 @@ def _validate_train(c: TrainConfig) -> None:
         and 0 <= c.speed_perturb <= 0.5
     ):
         fail("speed_perturb", "a relative rate range r in [0, 0.5] (0: off)")
+    if not (
+        isinstance(c.ema_decay, int | float)
+        and not isinstance(c.ema_decay, bool)
+        and 0 <= c.ema_decay < 1
+    ):
+        fail("ema_decay", "a decay in [0, 1) (0: off)")
     for field in ("balance_classes", "speaker_norm"):
         if not isinstance(getattr(c, field), bool):
             fail(field, "True or False")

@@ -14,6 +14,7 @@ backward and ``index_add_`` are not bit-exact run to run; results agree to round
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
@@ -69,6 +70,33 @@ class TrainResult:
     last_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the last epoch
     best_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the best epoch
     resumed_from: int = 0  # epochs already done when this call started
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging).
+
+    ``average`` is a copy of the model (eval mode, no gradients) whose parameters and
+    floating-point buffers (BatchNorm's running statistics, input_norm) follow the model's as
+    ``average += (1 - d) * (model - average)`` at every :meth:`update`, with
+    ``d = min(decay, (1 + step) / (10 + step))``; integer buffers are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.average = copy.deepcopy(model).eval().requires_grad_(False)
+        pairs = list(zip(self.average.parameters(), model.parameters(), strict=True))
+        pairs += zip(self.average.buffers(), model.buffers(), strict=True)
+        self._floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        self._others = [pair for pair in pairs if not pair[0].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Blend the model's current weights in; ``step`` counts earlier updates (from 0)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        averaged, current = zip(*self._floats, strict=True)
+        torch._foreach_lerp_(list(averaged), list(current), 1.0 - decay)
+        for averaged, current in self._others:
+            averaged.copy_(current)
 
 
 class _Distributed:
@@ -311,6 +339,8 @@ class _Trainer:
                 forward, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.forward = forward
+        # With ema_decay, the averaged copy is what validates, is saved and is returned.
+        self.ema: WeightAverage | None = None
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.best_epoch: int | None = None
@@ -328,6 +358,8 @@ class _Trainer:
                 self._set_input_norm(moments)
             if config.speaker_norm:
                 self.speaker_stats = SpeakerStats.from_moments(moments)
+        if config.ema_decay > 0 and self.ema is None:  # after input_norm: the copy has it
+            self.ema = WeightAverage(self.model, config.ema_decay)
         if self.run is not None and self.env.main:
             self.run.mkdir(parents=True, exist_ok=True)
             atomic_write(
@@ -348,9 +380,9 @@ class _Trainer:
                 if not quiet:
                     print(_summary_line(row, config.epochs), file=sys.stderr, flush=True)
             self.env.barrier()
-        self.model.eval()
+        self.output_model.eval()
         result = TrainResult(
-            model=self.model,
+            model=self.output_model,
             history=self.history,
             best_epoch=self.best_epoch,
             val_report=val_report,
@@ -363,6 +395,11 @@ class _Trainer:
             if self.best_epoch is not None:
                 result.best_checkpoint = self._epoch_dir(self.best_epoch)
         return result
+
+    @property
+    def output_model(self) -> EmotionModel:
+        """The model that validates, is saved and is returned: the average with ema_decay."""
+        return self.ema.average if self.ema is not None else self.model
 
     def _feature_moments(self) -> Tensor:
         """:func:`~emohrnet_fast.speaker_norm.band_moments` of the training features (centred
@@ -430,6 +467,8 @@ class _Trainer:
                     )
         loss_sum, correct, count = self.env.sum_(sums).tolist()
         self.env.broadcast_buffers(self.model)
+        if self.ema is not None:  # averaged from rank 0's BatchNorm statistics, like the model
+            self.env.broadcast_buffers(self.ema.average)
         seconds = time.perf_counter() - started
         return {
             "epoch": epoch,
@@ -516,6 +555,8 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.step)
         if self.center_loss is not None and self.env.active:
             centers = self.center_loss.centers
             centers.copy_(self.env.sum_(centers.clone()) / self.env.world)
@@ -534,13 +575,13 @@ class _Trainer:
 
     def _validate(self) -> Report:
         logits = dataset_logits(
-            self.model,
+            self.output_model,
             self.val_set,
             batch_size=max(self.batch, 64),
             device=self.device,
             clip_seconds=self.config.clip_seconds,
         )
-        labels, targets = targets_for(self.model, self.val_set)
+        labels, targets = targets_for(self.output_model, self.val_set)
         return Report.from_predictions(targets, logits.argmax(dim=1), labels)
 
     def _diverged_message(self, epoch: int, step: int) -> str:
@@ -560,7 +601,7 @@ class _Trainer:
         if self.run is None:
             return
         meta = {
-            **checkpoint.model_card(self.model, self.config.model),
+            **checkpoint.model_card(self.output_model, self.config.model),
             "train_config": self.config.to_dict(),
             "epoch": epoch,
             "global_step": self.step,
@@ -574,10 +615,12 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "center_loss": self.center_loss.state_dict() if self.center_loss else None,
             "step": self.step,
+            # model.safetensors holds the average; the optimised weights resume from here.
+            "optimised_model": self.model.state_dict() if self.ema is not None else None,
         }
         target = self._epoch_dir(epoch)
         try:
-            checkpoint.save(target, self.model, meta, state)
+            checkpoint.save(target, self.output_model, meta, state)
         except OSError as error:
             kept = checkpoint.epoch_dirs(self.run)
             previous = f"the previous checkpoint {kept[-1]} is intact" if kept else "none kept"
@@ -617,6 +660,9 @@ class _Trainer:
         state = torch.load(
             last / checkpoint.STATE_FILE, map_location=self.device, weights_only=True
         )
+        if self.config.ema_decay > 0:  # model.safetensors held the average
+            self.ema = WeightAverage(self.model, self.config.ema_decay)
+            self.model.load_state_dict(state["optimised_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.center_loss is not None and state["center_loss"] is not None:
             self.center_loss.load_state_dict(state["center_loss"])
@@ -628,12 +674,13 @@ class _Trainer:
 
 
 def _check_compatible(meta: dict, config: TrainConfig, labels: tuple[str, ...], where: Path):
-    saved = meta.get("train_config", {})
+    # A field added after the checkpoint was written had its default then.
+    saved = {**TrainConfig().to_dict(), **meta.get("train_config", {})}
     current = config.to_dict()
     differences = [
-        f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}"
+        f"{key}: checkpoint {saved[key]!r}, now {current[key]!r}"
         for key in current
-        if key not in _RESUMABLE_CHANGES and saved.get(key) != current[key]
+        if key not in _RESUMABLE_CHANGES and saved[key] != current[key]
     ]
     if list(meta.get("labels") or []) != list(labels):
         differences.append(f"labels: checkpoint {meta.get('labels')}, now {list(labels)}")

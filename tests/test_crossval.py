@@ -162,6 +162,8 @@ def test_cli_training_flags_reach_the_config():
             "0.1",
             "--balance-classes",
             "--speaker-norm",
+            "--ema",
+            "0.99",
             "--compile",
             "--compile-mode",
             "reduce-overhead",
@@ -170,9 +172,11 @@ def test_cli_training_flags_reach_the_config():
     config = _train_config(args)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
     assert config.balance_classes is True and config.speaker_norm is True
+    assert config.ema_decay == 0.99
     assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
     default = _train_config(_parser().parse_args(argv))
     assert (default.mixup, default.balance_classes, default.speaker_norm) == (0.0, False, False)
+    assert default.ema_decay == 0.0
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import json
 import math
 import os
 import signal
@@ -367,6 +368,9 @@ def test_bad_training_input(corpus, case, error, pattern):
         ({"speed_perturb": 0.8}, r"TrainConfig.speed_perturb=0.8: expected a relative rate"),
         ({"speed_perturb": -0.1}, r"TrainConfig.speed_perturb=-0.1"),
         ({"balance_classes": 1}, r"TrainConfig.balance_classes=1: expected True or False"),
+        ({"ema_decay": 1.0}, r"TrainConfig.ema_decay=1.0: expected a decay in \[0, 1\)"),
+        ({"ema_decay": -0.1}, r"TrainConfig.ema_decay=-0.1"),
+        ({"ema_decay": True}, r"TrainConfig.ema_decay=True"),
     ],
 )
 def test_bad_train_config(change, pattern, corpus):
@@ -459,3 +463,62 @@ def test_spec_augment_policy(corpus, model, policy, expected):
             expected.freq_width,
             expected.time_masks,
         )
+
+
+def test_weight_average_follows_its_recurrence():
+    """Parameters and float buffers blend as avg + (1 - d)(model - avg) with the warm-up
+    d = min(decay, (1 + step) / (10 + step)); BatchNorm's step counter is copied."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = train_module.WeightAverage(model, decay=0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in range(30):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        model(torch.randn(5, 3))  # moves the running statistics
+        average.update(step)
+        d = min(0.9, (1 + step) / (10 + step))
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                expected[key] = expected[key] + (1 - d) * (value - expected[key])
+            else:
+                expected[key] = value.clone()
+    got = average.average.state_dict()
+    assert got["1.num_batches_tracked"].item() == 30
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-6, atol=1e-6, msg=key)
+    assert not any(p.requires_grad for p in average.average.parameters())
+    assert not average.average.training
+
+
+def test_ema_saves_the_average_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    """With ema_decay the run returns and saves the average; the optimised weights (kept for
+    resume) are those of the same run without it, and a resumed run ends on the same
+    average bit for bit."""
+    config = TINY.replace(ema_decay=0.9)
+    full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False, quiet=True)
+    last = checkpoint.epoch_dirs(tmp_path / "full")[-1]
+    assert_same_weights(weights(ef.load_model(last)), weights(full.model))
+    state = torch.load(last / checkpoint.STATE_FILE, weights_only=True)
+    plain = ef.train(config.replace(ema_decay=0.0), corpus, progress=False, quiet=True)
+    assert_same_weights(state["optimised_model"], weights(plain.model))
+    assert not torch.equal(full.model.classifier.weight, plain.model.classifier.weight)
+    resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
+    assert_same_weights(weights(resumed.model), weights(full.model))
+
+
+def test_resume_treats_fields_newer_than_the_checkpoint_as_their_defaults(corpus, tmp_path):
+    """A checkpoint written before a TrainConfig field existed resumes when the field has its
+    default, and names the field when it does not."""
+    run = tmp_path / "run"
+    ef.train(TINY.replace(epochs=1), corpus, out_dir=run, progress=False, quiet=True)
+    card = checkpoint.epoch_dirs(run)[-1] / checkpoint.META_FILE
+    meta = json.loads(card.read_text())
+    del meta["train_config"]["ema_decay"], meta["train_config"]["speaker_norm"]
+    card.write_text(json.dumps(meta))
+    changed = TINY.replace(epochs=2, ema_decay=0.5)
+    with pytest.raises(ValueError, match=r"ema_decay: checkpoint 0.0, now 0.5"):
+        ef.train(changed, corpus, out_dir=run, resume=True, quiet=True)
+    resumed = ef.train(TINY.replace(epochs=2), corpus, out_dir=run, resume=True, quiet=True)
+    assert resumed.resumed_from == 1 and len(resumed.history) == 2
