@@ -242,7 +242,7 @@ from train_fixtures import TINY, tiny_corpus
 import emohrnet_fast as ef
 
 corpus = tiny_corpus(Path({data!r}))
-result = ef.train(TINY.replace(epochs=2), corpus, out_dir={out!r}, progress=False, quiet=True)
+result = ef.train(TINY.replace(epochs=2, ema_decay={ema}), corpus, out_dir={out!r}, progress=False, quiet=True)
 state = {{k: v.tolist() for k, v in result.model.state_dict().items()}}
 rank = int(__import__("os").environ["RANK"])
 Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,
@@ -250,13 +250,16 @@ Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,
 """
 
 
-def test_torchrun_gloo_two_processes(corpus, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_torchrun_gloo_two_processes(corpus, tmp_path, ema):
+    """Both ranks end on the same weights (with ema_decay: the same average, BatchNorm's
+    averaged statistics included) and rank 0's checkpoint holds them."""
     out = tmp_path / "run"
     data = tmp_path / "data"
     tiny_corpus(data)  # decode once, so both ranks read the cache
     script = tmp_path / "ddp_train.py"
     script.write_text(
-        DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+        DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), ema=ema)
     )
     result = subprocess.run(
         [
