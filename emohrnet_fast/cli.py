@@ -65,41 +65,63 @@ def _corpus(args: argparse.Namespace, sample_rate: int):
     return corpus
 
 
+# The training flags, one place for the CLI and for export's reproducing command: TrainConfig
+# field -> flag taking a value, field -> store-true switch, SpecAugmentConfig field -> flag.
+TRAIN_VALUE_FLAGS = {
+    "model": "--model",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "optimizer": "--optimizer",
+    "weight_decay": "--weight-decay",
+    "label_smoothing": "--label-smoothing",
+    "mixup": "--mixup",
+    "speed_perturb": "--speed-perturb",
+    "ema_decay": "--ema",
+    "clip_seconds": "--clip-seconds",
+    "seed": "--seed",
+    "device": "--device",
+    "precision": "--precision",
+    "compile_mode": "--compile-mode",
+}
+TRAIN_SWITCHES = {
+    "balance_classes": "--balance-classes",
+    "speaker_norm": "--speaker-norm",
+    "compile": "--compile",
+}
+SPEC_AUGMENT_FLAGS = {
+    "freq_masks": "--freq-masks",
+    "freq_width": "--freq-width",
+    "time_masks": "--time-masks",
+    "time_width": "--time-width",
+}
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def _train_config(args: argparse.Namespace):
     from emohrnet_fast import SpecAugmentConfig, TrainConfig
 
-    fields = {
-        "model": args.model,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "clip_seconds": args.clip_seconds,
-        "seed": args.seed,
-        "device": args.device,
-        "precision": args.precision,
-        "compile": args.compile,
-        "compile_mode": args.compile_mode,
-        "optimizer": args.optimizer,
-        "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing,
-        "mixup": args.mixup,
-        "speed_perturb": args.speed_perturb,
-        "balance_classes": args.balance_classes,
-        "speaker_norm": args.speaker_norm,
-        "ema_decay": args.ema,
-    }
+    flags = {**TRAIN_VALUE_FLAGS, **TRAIN_SWITCHES}
+    fields = {field: getattr(args, _dest(flag)) for field, flag in flags.items()}
     fields = {key: value for key, value in fields.items() if value is not None}
+    masks = {field: getattr(args, _dest(flag)) for field, flag in SPEC_AUGMENT_FLAGS.items()}
+    masks = {key: value for key, value in masks.items() if value is not None}
     if args.no_augment:
         fields["spec_augment"] = None
-    elif args.time_masks is not None or args.freq_masks is not None:
-        fields["spec_augment"] = SpecAugmentConfig(
-            **{
-                key: value
-                for key, value in (("freq_masks", args.freq_masks), ("time_masks", args.time_masks))
-                if value is not None
-            }
-        )
+    elif masks:
+        fields["spec_augment"] = SpecAugmentConfig(**masks)
     return TrainConfig(**fields)
+
+
+def _frames_or_fraction(text: str) -> int | float:
+    """--time-width: an integer is frames, a decimal a fraction of the clip's frames."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _split_by_speakers(corpus, speakers: str):
@@ -411,8 +433,18 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         help="with --compile: reduce-overhead also captures CUDA graphs",
     )
     group.add_argument("--no-augment", action="store_true", help="no SpecAugment")
-    group.add_argument("--freq-masks", type=int, help="SpecAugment frequency masks")
+    group.add_argument(
+        "--freq-masks",
+        type=int,
+        help="SpecAugment frequency masks (mask flags left out keep SpecAugmentConfig's defaults)",
+    )
+    group.add_argument("--freq-width", type=int, help="SpecAugment's widest frequency mask, bands")
     group.add_argument("--time-masks", type=int, help="SpecAugment time masks")
+    group.add_argument(
+        "--time-width",
+        type=_frames_or_fraction,
+        help="SpecAugment's widest time mask: frames (e.g. 40) or a fraction of them (e.g. 0.15)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

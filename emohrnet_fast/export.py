@@ -20,12 +20,13 @@ from typing import Any
 import torch
 
 from emohrnet_fast import checkpoint
+from emohrnet_fast.cli import SPEC_AUGMENT_FLAGS, TRAIN_SWITCHES, TRAIN_VALUE_FLAGS
 from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
 
 CARD_FILE = "MODEL_CARD.md"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# TrainConfig fields the ``cv`` command sets with a flag of the same name (dashes).
-_CLI_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "clip_seconds", "seed")
+# Where the study ran, not what it trained: left out of the reproducing command.
+_MACHINE_FIELDS = ("device", "compile", "compile_mode")
 
 
 def export_fold(
@@ -136,28 +137,30 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
     ]
     if summary["protocol"] in ("speaker_kfold", "random"):
         parts.append(f"--k {summary['k']}")
-    for field in _CLI_FLAGS:
+    for field, flag in TRAIN_VALUE_FLAGS.items():
         value = getattr(config, field)
-        if field == "epochs" or value != getattr(defaults, field):
-            parts.append(f"--{field.replace('_', '-')} {value}")
-    augment = config.spec_augment
-    if augment is None and defaults.spec_augment is not None:
-        parts.append("--no-augment")
-    if isinstance(augment, SpecAugmentConfig):
-        parts.append(f"--freq-masks {augment.freq_masks} --time-masks {augment.time_masks}")
-    if config.precision != defaults.precision:
-        parts.append(f"--precision {config.precision}")
+        if field not in ("model", *_MACHINE_FIELDS) and (
+            field == "epochs" or value != getattr(defaults, field)
+        ):
+            parts.append(f"{flag} {value}")
+    for field, flag in TRAIN_SWITCHES.items():
+        if field not in _MACHINE_FIELDS and getattr(config, field):
+            parts.append(flag)
+    flagged = {"model", "spec_augment", *TRAIN_VALUE_FLAGS, *TRAIN_SWITCHES}
     others = [
         f"{f.name}={getattr(config, f.name)!r}"
         for f in dataclasses.fields(TrainConfig)
-        if f.name not in (*_CLI_FLAGS, "model", "spec_augment", "precision", "device", "compile")
-        and getattr(config, f.name) != getattr(defaults, f.name)
+        if f.name not in flagged and getattr(config, f.name) != getattr(defaults, f.name)
     ]
-    # The flags set only the mask counts; any other SpecAugment field has to be named.
-    if isinstance(augment, SpecAugmentConfig) and augment != SpecAugmentConfig(
-        freq_masks=augment.freq_masks, time_masks=augment.time_masks
-    ):
-        others.append(f"spec_augment={augment!r}")
+    augment = config.spec_augment
+    if augment is None:
+        parts.append("--no-augment")
+    elif isinstance(augment, SpecAugmentConfig):
+        flagged_augment = {field: getattr(augment, field) for field in SPEC_AUGMENT_FLAGS}
+        parts += [f"{SPEC_AUGMENT_FLAGS[k]} {v}" for k, v in flagged_augment.items()]
+        # mask_value and p have no flag: named after the command when not the defaults.
+        if augment != SpecAugmentConfig(**flagged_augment):
+            others.append(f"spec_augment={augment!r}")
     command = " ".join(parts)
     return command + (f"  (and TrainConfig {', '.join(others)})" if others else "")
 

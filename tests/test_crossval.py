@@ -242,7 +242,8 @@ from train_fixtures import TINY, tiny_corpus
 import emohrnet_fast as ef
 
 corpus = tiny_corpus(Path({data!r}))
-result = ef.train(TINY.replace(epochs=2, ema_decay={ema}), corpus, out_dir={out!r}, progress=False, quiet=True)
+config = TINY.replace(epochs=2, ema_decay={ema})
+result = ef.train(config, corpus, out_dir={out!r}, progress=False, quiet=True)
 state = {{k: v.tolist() for k, v in result.model.state_dict().items()}}
 rank = int(__import__("os").environ["RANK"])
 Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,

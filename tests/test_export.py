@@ -69,8 +69,20 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
             epochs=2,
             spec_augment=ef.SpecAugmentConfig(freq_masks=0, time_masks=4),
         ),
+        ef.TrainConfig(
+            model="emohrnet_compact",
+            epochs=30,
+            label_smoothing=0.1,
+            mixup=0.4,
+            speed_perturb=0.1,
+            ema_decay=0.99,
+            balance_classes=True,
+            speaker_norm=True,
+            spec_augment=ef.SpecAugmentConfig(freq_masks=3, time_masks=3, time_width=0.15),
+        ),
+        ef.TrainConfig(epochs=2, spec_augment=ef.SpecAugmentConfig(freq_width=13, time_width=40)),
     ],
-    ids=["defaults", "no-augment", "adamw-bf16", "masks"],
+    ids=["defaults", "no-augment", "adamw-bf16", "masks", "regularisers", "mask-widths"],
 )
 def test_card_command_reproduces_the_config(config):
     summary = {"corpus": "emodb", "root": "/data/emodb", "protocol": "loso"}
@@ -85,7 +97,7 @@ def test_card_command_names_spec_augment_fields_without_a_flag():
     command = _cv_command(
         {"corpus": "emodb", "root": "r", "protocol": "loso"}, ef.TrainConfig(spec_augment=augment)
     )
-    assert "--freq-masks 2 --time-masks 2" in command
+    assert "--freq-masks 2 --freq-width 10 --time-masks 2 --time-width 0.1" in command
     assert f"(and TrainConfig spec_augment={augment!r})" in command
 
 
