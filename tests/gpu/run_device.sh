@@ -42,7 +42,8 @@ epochs=${EPOCHS:-60}
 # Default: the #7 headline (EmoHRNet-small, LOSO), plain and speaker-normalised (the recipe
 # change that helped most on the CPU: +7 points pooled UA for the CNN), and compact
 # speaker-normalised. Also defined: hr_compact_loso(_ls), hr_small_loso_ls,
-# hr_small_random5 (speaker-dependent), hr_small_loso_mixup, hr_small_loso_sp.
+# hr_small_random5 (speaker-dependent), hr_small_loso_mixup, hr_small_loso_sp,
+# hr_small_loso_sn_sa3 and hr_compact_loso_sn_sa3 (stronger SpecAugment).
 studies=${STUDIES-hr_small_loso hr_small_loso_sn hr_compact_loso_sn} # STUDIES="": none
 studies_end=$((budget * 50 / 100)) # then the GPU is left to ncu and the benchmarks
 # Seconds until a deadline, at least 5: `timeout 0` would mean no limit at all.
@@ -139,6 +140,9 @@ declare -A study_args=(
   [hr_small_loso_sn]="--model emohrnet_small --protocol loso --speaker-norm"
   [hr_compact_loso_sn]="--model emohrnet_compact --protocol loso --speaker-norm"
   [hr_small_loso_sp]="--model emohrnet_small --protocol loso --speed-perturb 0.1"
+  # Stronger SpecAugment (3 + 3 masks, time masks up to 15 %): CPU, compact, 2026-12-05.
+  [hr_small_loso_sn_sa3]="--model emohrnet_small --protocol loso --speaker-norm --freq-masks 3 --time-masks 3 --time-width 0.15"
+  [hr_compact_loso_sn_sa3]="--model emohrnet_compact --protocol loso --speaker-norm --freq-masks 3 --time-masks 3 --time-width 0.15"
 )
 study_pids=()
 for name in $studies; do
