@@ -292,6 +292,17 @@ class TrainConfig:
         """JSON-ready dict (nested configs as dicts, tuples as lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def differences(self, saved: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+        """``"field: saved X, now Y"`` for each field (not in ``ignore``) where ``saved``, the
+        :meth:`to_dict` of an earlier config, differs from this one. A field missing from
+        ``saved`` was added to TrainConfig after it was written, and had its default then."""
+        saved = {**TrainConfig().to_dict(), **saved}
+        return [
+            f"{key}: saved {saved[key]!r}, now {value!r}"
+            for key, value in self.to_dict().items()
+            if key not in ignore and saved[key] != value
+        ]
+
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are errors (a config from another version)."""

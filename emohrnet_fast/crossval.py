@@ -159,7 +159,7 @@ def cross_validate(
         "train_config": config.to_dict(),
     }
     if out is not None:
-        _start_study(out, study, resume)
+        _start_study(out, study, config, resume)
     reports, held_out = [], []
     for number in chosen:
         split = all_folds[number]
@@ -202,7 +202,7 @@ def cross_validate(
     return result
 
 
-def _start_study(out: Path, study: dict, resume: bool) -> None:
+def _start_study(out: Path, study: dict, config: TrainConfig, resume: bool) -> None:
     file = out / "study.json"
     if file.exists():
         saved = json.loads(file.read_text())
@@ -214,8 +214,9 @@ def _start_study(out: Path, study: dict, resume: bool) -> None:
         differences = [
             f"{key}: saved {saved.get(key)!r}, now {value!r}"
             for key, value in study.items()
-            if key not in ("root", "folds") and saved.get(key) != value
+            if key not in ("root", "folds", "train_config") and saved.get(key) != value
         ]
+        differences += config.differences(saved.get("train_config", {}))
         if differences:
             raise ValueError(
                 f"cannot resume the study in {out}: different settings ("

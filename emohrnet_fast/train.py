@@ -51,7 +51,7 @@ from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
 
 _REFRESH_STEPS = 10  # progress-bar refresh (one host sync) every this many steps
 # Fields that may differ between a checkpoint and the config resuming it.
-_RESUMABLE_CHANGES = frozenset({"epochs", "device", "compile", "compile_mode"})
+_RESUMABLE_CHANGES = ("epochs", "device", "compile", "compile_mode")
 
 
 class TrainingDiverged(RuntimeError):
@@ -674,14 +674,7 @@ class _Trainer:
 
 
 def _check_compatible(meta: dict, config: TrainConfig, labels: tuple[str, ...], where: Path):
-    # A field added after the checkpoint was written had its default then.
-    saved = {**TrainConfig().to_dict(), **meta.get("train_config", {})}
-    current = config.to_dict()
-    differences = [
-        f"{key}: checkpoint {saved[key]!r}, now {current[key]!r}"
-        for key in current
-        if key not in _RESUMABLE_CHANGES and saved[key] != current[key]
-    ]
+    differences = config.differences(meta.get("train_config", {}), ignore=_RESUMABLE_CHANGES)
     if list(meta.get("labels") or []) != list(labels):
         differences.append(f"labels: checkpoint {meta.get('labels')}, now {list(labels)}")
     if differences:

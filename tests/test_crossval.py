@@ -79,6 +79,18 @@ def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
     assert len(result.folds) == 2 and (tmp_path / "summary.json").exists()
     with pytest.raises(ValueError, match=r"different settings \(protocol: saved 'speaker_kfold'"):
         ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=tmp_path, quiet=True)
+    with pytest.raises(ValueError, match=r"different settings \(lr: saved 0.003, now 0.002\)$"):
+        ef.cross_validate(
+            ONE_EPOCH.replace(lr=0.002), corpus, "speaker_kfold", k=2, out_dir=tmp_path
+        )
+    # A study written before a TrainConfig field existed resumes with the field's default.
+    file = tmp_path / "study.json"
+    study = json.loads(file.read_text())
+    del study["train_config"]["ema_decay"]
+    file.write_text(json.dumps(study))
+    calls.clear()
+    ef.cross_validate(ONE_EPOCH, corpus, "speaker_kfold", k=2, out_dir=tmp_path, quiet=True)
+    assert not calls  # both folds were finished
 
 
 def test_random_split_is_labelled_speaker_dependent(corpus):

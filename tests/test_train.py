@@ -259,7 +259,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
 
 def test_resume_with_another_config_names_the_difference(reference_run, corpus):
     _, out = reference_run
-    with pytest.raises(ValueError, match=r"different config \(lr: checkpoint 0.003, now 0.001"):
+    with pytest.raises(ValueError, match=r"different config \(lr: saved 0.003, now 0.001"):
         ef.train(TINY.replace(lr=1e-3), corpus, out_dir=out, resume=True, quiet=True)
     with pytest.raises(ValueError, match="already holds a training run"):
         ef.train(TINY, corpus, out_dir=out, quiet=True)
@@ -518,7 +518,7 @@ def test_resume_treats_fields_newer_than_the_checkpoint_as_their_defaults(corpus
     del meta["train_config"]["ema_decay"], meta["train_config"]["speaker_norm"]
     card.write_text(json.dumps(meta))
     changed = TINY.replace(epochs=2, ema_decay=0.5)
-    with pytest.raises(ValueError, match=r"ema_decay: checkpoint 0.0, now 0.5"):
+    with pytest.raises(ValueError, match=r"ema_decay: saved 0.0, now 0.5"):
         ef.train(changed, corpus, out_dir=run, resume=True, quiet=True)
     resumed = ef.train(TINY.replace(epochs=2), corpus, out_dir=run, resume=True, quiet=True)
     assert resumed.resumed_from == 1 and len(resumed.history) == 2
