@@ -140,7 +140,8 @@ declare -A study_args=(
   [hr_small_loso_sn]="--model emohrnet_small --protocol loso --speaker-norm"
   [hr_compact_loso_sn]="--model emohrnet_compact --protocol loso --speaker-norm"
   [hr_small_loso_sp]="--model emohrnet_small --protocol loso --speed-perturb 0.1"
-  # Stronger SpecAugment (3 + 3 masks, time masks up to 15 %): CPU, compact, 2026-12-05.
+  # Stronger SpecAugment (3 + 3 masks, time masks up to 15 %); no gain for compact on the CPU
+  # (2026-12-05, 10 folds, 30 epochs), untried for small at 60 epochs, which overfits harder.
   [hr_small_loso_sn_sa3]="--model emohrnet_small --protocol loso --speaker-norm --freq-masks 3 --time-masks 3 --time-width 0.15"
   [hr_compact_loso_sn_sa3]="--model emohrnet_compact --protocol loso --speaker-norm --freq-masks 3 --time-masks 3 --time-width 0.15"
 )
