@@ -86,17 +86,20 @@ class WeightAverage:
         self.average = copy.deepcopy(model).eval().requires_grad_(False)
         pairs = list(zip(self.average.parameters(), model.parameters(), strict=True))
         pairs += zip(self.average.buffers(), model.buffers(), strict=True)
-        self._floats = [pair for pair in pairs if pair[0].is_floating_point()]
-        self._others = [pair for pair in pairs if not pair[0].is_floating_point()]
+        # (averaged, current) tensor lists, split once: each step is then two foreach calls,
+        # not a kernel per tensor (a GPU step is launch-bound).
+        floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        others = [pair for pair in pairs if not pair[0].is_floating_point()]
+        self._floats = ([a for a, _ in floats], [c for _, c in floats])
+        self._others = ([a for a, _ in others], [c for _, c in others])
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Blend the model's current weights in; ``step`` counts earlier updates (from 0)."""
         decay = min(self.decay, (1 + step) / (10 + step))
-        averaged, current = zip(*self._floats, strict=True)
-        torch._foreach_lerp_(list(averaged), list(current), 1.0 - decay)
-        for averaged, current in self._others:
-            averaged.copy_(current)
+        torch._foreach_lerp_(*self._floats, 1.0 - decay)
+        if self._others[0]:
+            torch._foreach_copy_(*self._others)
 
 
 class _Distributed:
