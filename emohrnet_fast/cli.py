@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -65,36 +66,96 @@ def _corpus(args: argparse.Namespace, sample_rate: int):
     return corpus
 
 
-# The training flags, one place for the CLI and for export's reproducing command: TrainConfig
-# field -> flag taking a value, field -> store-true switch, SpecAugmentConfig field -> flag.
-TRAIN_VALUE_FLAGS = {
-    "model": "--model",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "optimizer": "--optimizer",
-    "weight_decay": "--weight-decay",
-    "label_smoothing": "--label-smoothing",
-    "mixup": "--mixup",
-    "speed_perturb": "--speed-perturb",
-    "ema_decay": "--ema",
-    "clip_seconds": "--clip-seconds",
-    "seed": "--seed",
-    "device": "--device",
-    "precision": "--precision",
-    "compile_mode": "--compile-mode",
+def _frames_or_fraction(text: str) -> int | float:
+    """--time-width: an integer is frames, a decimal a fraction of the clip's frames."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+# The training flags, one table for the parser, for _train_config and for export's
+# reproducing command: TrainConfig (or SpecAugmentConfig) field -> (flag, argparse options).
+# "--model" gets its choices (the registry's presets) when the parser is built.
+_TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "model": ("--model", {"help": "model preset"}),
+    "epochs": ("--epochs", {"type": int}),
+    "batch_size": ("--batch-size", {"type": int}),
+    "lr": ("--lr", {"type": float, "help": "peak learning rate"}),
+    "optimizer": ("--optimizer", {"choices": ("adam", "adamw")}),
+    "weight_decay": ("--weight-decay", {"type": float}),
+    "label_smoothing": (
+        "--label-smoothing",
+        {"type": float, "help": "cross-entropy label smoothing"},
+    ),
+    "mixup": ("--mixup", {"type": float, "help": "mixup Beta concentration (0: off)"}),
+    "speed_perturb": (
+        "--speed-perturb",
+        {
+            "type": float,
+            "metavar": "R",
+            "help": "speed perturbation of training crops: rates uniform in [1-R, 1+R] (0: off)",
+        },
+    ),
+    "ema_decay": (
+        "--ema",
+        {
+            "type": float,
+            "metavar": "DECAY",
+            "help": "keep an exponential moving average of the weights with this decay "
+            "(e.g. 0.999) and save, validate and return it (0: off)",
+        },
+    ),
+    "clip_seconds": ("--clip-seconds", {"type": float, "help": "training crop length, s"}),
+    "seed": ("--seed", {"type": int}),
+    "device": ("--device", {"help": "cpu, cuda, cuda:1 (default: CUDA when usable)"}),
+    "precision": ("--precision", {"choices": ("fp32", "bf16")}),
+    "compile_mode": (
+        "--compile-mode",
+        {
+            "choices": ("default", "reduce-overhead"),
+            "help": "with --compile: reduce-overhead also captures CUDA graphs",
+        },
+    ),
 }
-TRAIN_SWITCHES = {
-    "balance_classes": "--balance-classes",
-    "speaker_norm": "--speaker-norm",
-    "compile": "--compile",
+_TRAIN_SWITCH_HELP: dict[str, tuple[str, str]] = {
+    "balance_classes": (
+        "--balance-classes",
+        "weight the cross-entropy by inverse class frequency (aims at UA, not WA)",
+    ),
+    "speaker_norm": (
+        "--speaker-norm",
+        "speaker normalisation: standardise each speaker's features with its own "
+        "statistics (evaluation then uses each test speaker's unlabelled audio)",
+    ),
+    "compile": ("--compile", "torch.compile"),
 }
-SPEC_AUGMENT_FLAGS = {
-    "freq_masks": "--freq-masks",
-    "freq_width": "--freq-width",
-    "time_masks": "--time-masks",
-    "time_width": "--time-width",
+_SPEC_AUGMENT_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "freq_masks": (
+        "--freq-masks",
+        {
+            "type": int,
+            "help": "SpecAugment frequency masks (mask flags left out keep "
+            "SpecAugmentConfig's defaults)",
+        },
+    ),
+    "freq_width": (
+        "--freq-width",
+        {"type": int, "help": "SpecAugment's widest frequency mask, bands"},
+    ),
+    "time_masks": ("--time-masks", {"type": int, "help": "SpecAugment time masks"}),
+    "time_width": (
+        "--time-width",
+        {
+            "type": _frames_or_fraction,
+            "help": "SpecAugment's widest time mask: frames (e.g. 40) or a fraction of them "
+            "(e.g. 0.15)",
+        },
+    ),
 }
+TRAIN_VALUE_FLAGS = {field: flag for field, (flag, _) in _TRAIN_VALUE_OPTIONS.items()}
+TRAIN_SWITCHES = {field: flag for field, (flag, _) in _TRAIN_SWITCH_HELP.items()}
+SPEC_AUGMENT_FLAGS = {field: flag for field, (flag, _) in _SPEC_AUGMENT_OPTIONS.items()}
 
 
 def _dest(flag: str) -> str:
@@ -114,14 +175,6 @@ def _train_config(args: argparse.Namespace):
     elif masks:
         fields["spec_augment"] = SpecAugmentConfig(**masks)
     return TrainConfig(**fields)
-
-
-def _frames_or_fraction(text: str) -> int | float:
-    """--time-width: an integer is frames, a decimal a fraction of the clip's frames."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 def _split_by_speakers(corpus, speakers: str):
@@ -388,63 +441,16 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     from emohrnet_fast.models import list_models
 
     group = parser.add_argument_group("training (defaults: TrainConfig)")
-    group.add_argument("--model", choices=list_models(), help="model preset")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--lr", type=float, help="peak learning rate")
-    group.add_argument("--optimizer", choices=("adam", "adamw"))
-    group.add_argument("--weight-decay", type=float)
-    group.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing")
-    group.add_argument("--mixup", type=float, help="mixup Beta concentration (0: off)")
-    group.add_argument(
-        "--speed-perturb",
-        type=float,
-        metavar="R",
-        help="speed perturbation of training crops: rates uniform in [1-R, 1+R] (0: off)",
-    )
-    group.add_argument(
-        "--balance-classes",
-        action="store_true",
-        default=None,
-        help="weight the cross-entropy by inverse class frequency (aims at UA, not WA)",
-    )
-    group.add_argument(
-        "--speaker-norm",
-        action="store_true",
-        default=None,
-        help="speaker normalisation: standardise each speaker's features with its own "
-        "statistics (evaluation then uses each test speaker's unlabelled audio)",
-    )
-    group.add_argument(
-        "--ema",
-        type=float,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights with this decay (e.g. 0.999) "
-        "and save, validate and return it (0: off)",
-    )
-    group.add_argument("--clip-seconds", type=float, help="training crop length, s")
-    group.add_argument("--seed", type=int)
-    group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
-    group.add_argument("--precision", choices=("fp32", "bf16"))
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile")
-    group.add_argument(
-        "--compile-mode",
-        choices=("default", "reduce-overhead"),
-        help="with --compile: reduce-overhead also captures CUDA graphs",
-    )
+    for field, (flag, options) in _TRAIN_VALUE_OPTIONS.items():
+        if field == "model":
+            options = {**options, "choices": list_models()}
+        group.add_argument(flag, **options)
+    for flag, help_text in _TRAIN_SWITCH_HELP.values():
+        # default None, not False: a switch left out keeps TrainConfig's default.
+        group.add_argument(flag, action="store_true", default=None, help=help_text)
     group.add_argument("--no-augment", action="store_true", help="no SpecAugment")
-    group.add_argument(
-        "--freq-masks",
-        type=int,
-        help="SpecAugment frequency masks (mask flags left out keep SpecAugmentConfig's defaults)",
-    )
-    group.add_argument("--freq-width", type=int, help="SpecAugment's widest frequency mask, bands")
-    group.add_argument("--time-masks", type=int, help="SpecAugment time masks")
-    group.add_argument(
-        "--time-width",
-        type=_frames_or_fraction,
-        help="SpecAugment's widest time mask: frames (e.g. 40) or a fraction of them (e.g. 0.15)",
-    )
+    for flag, options in _SPEC_AUGMENT_OPTIONS.values():
+        group.add_argument(flag, **options)
 
 
 def _parser() -> argparse.ArgumentParser:
