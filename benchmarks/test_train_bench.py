@@ -8,7 +8,9 @@ the decoded clips (random crop in ``__getitem__``, default collate), host-to-dev
 is not installed, the same steps in eager PyTorch: ``torch.stft`` + Mel matmul + dB, and the
 masks as index comparisons), the same model with the eager fuse, Adam.
 
-Bar (issue 7): >= 2x on CUDA, B=64. CPU runs B=16 (2 cores) for a figure, not the bar.
+Both run in float32; ours also runs with ``precision="bf16"`` (bf16 autocast: on CUDA, and on
+CPUs with native bf16 matrix units such as Intel AMX). Bar (issue 7): >= 2x on CUDA, B=64.
+CPU runs B=16 (2 cores) for a figure, not the bar.
 """
 
 from __future__ import annotations
@@ -55,13 +57,16 @@ def _corpus():
     return dataclasses.replace(corpus, waveforms=waveforms)
 
 
-def _ours(device: str, compile: bool = False, compile_mode: str = "default"):
+def _ours(
+    device: str, compile: bool = False, compile_mode: str = "default", precision: str = "fp32"
+):
     corpus = _corpus()
     config = TrainConfig(
         model="emohrnet_small",
         clip_seconds=CLIP_SECONDS,
         batch_size=_batch(device),
         device=device,
+        precision=precision,
         normalize=False,
         compile=compile,
         compile_mode=compile_mode,
@@ -162,18 +167,22 @@ def _baseline(device: str):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", ["ours", "baseline"])
+@pytest.mark.parametrize("impl", ["ours", "ours bf16", "baseline"])
 def test_training_step(timer, device, impl):
     batch = _batch(device)
     if impl == "ours":
-        step, name = _ours(device), "emohrnet_fast.train step (resident + fused)"
+        step, name = _ours(device), "emohrnet_fast.train step (resident + fused), fp32"
+    elif impl == "ours bf16":
+        step = _ours(device, precision="bf16")
+        name = "emohrnet_fast.train step (resident + fused), bf16 autocast"
     else:
         step, name = _baseline(device)
+        name += ", fp32"
     for _ in range(2):  # warm-up: allocator, cuDNN autotuning, first DataLoader pass
         step()
     timer(
         step,
-        workload=f"train emohrnet_small B={batch} {CLIP_SECONDS:g}-s clips fp32",
+        workload=f"train emohrnet_small B={batch} {CLIP_SECONDS:g}-s clips",
         impl=name,
         clips=batch,
         baseline=impl == "baseline",
@@ -195,8 +204,8 @@ def test_compiled_training_step(timer, device, mode):
         step()
     timer(
         step,
-        workload=f"train emohrnet_small B={_batch(device)} {CLIP_SECONDS:g}-s clips fp32",
-        impl=f"emohrnet_fast.train step, compile=True, compile_mode={mode!r}",
+        workload=f"train emohrnet_small B={_batch(device)} {CLIP_SECONDS:g}-s clips",
+        impl=f"emohrnet_fast.train step, compile=True, compile_mode={mode!r}, fp32",
         clips=_batch(device),
         repeat=3,
     )

@@ -267,7 +267,9 @@ class TrainConfig:
     epochs: int = 30  # passes over the training set
     seed: int = 0  # weights, batch order, crops, masks and dropout derive from it
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None: CUDA when usable, else CPU
-    precision: Precision = "fp32"  # "bf16": bf16 autocast on CUDA (model only; features fp32)
+    # "bf16": the model under bf16 autocast (features fp32), on CUDA or on the CPU (fast where
+    # the CPU has bf16 matrix units, e.g. Intel AMX: BENCHMARKS.md); weights stay fp32.
+    precision: Precision = "fp32"
     compile: bool = False  # torch.compile the model
     # With compile: "reduce-overhead" also captures the model's forward and backward as CUDA
     # graphs (torch.compile's mode; CPU runs compile as "default"). A training step on a GPU

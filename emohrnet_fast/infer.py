@@ -41,8 +41,8 @@ are ``emohrnet_fast/assets/demo/*.wav`` with ``labels.csv`` (``file,label,speake
 
 The Predictor runs an inference copy of the model with every BatchNorm folded into the
 convolution before it (:func:`emohrnet_fast.models.base.fold_batchnorm`): the same logits up to
-float rounding (relative 1e-6), one kernel less per convolution; on CUDA the copy is
-channels_last, as in training. The copy is made again when the model changes: a submodule
+float rounding (relative 1e-6), one kernel less per convolution; the copy is channels_last,
+as in training. The copy is made again when the model changes: a submodule
 added or replaced, weights replaced (``.to()``, ``.half()``, ``load_state_dict(assign=True)``)
 or updated in place (``load_state_dict``, an optimizer step; writes through ``.data`` are not
 seen).
@@ -623,11 +623,10 @@ class Predictor:
         they captured, are dropped too."""
         key = self._weights.key()
         if key != self._folded_key:
-            self._folded = fold_batchnorm(self.model)
-            if self.device.type == "cuda":
-                # cuDNN's fast convolutions are NHWC; in NCHW it transposes around each one
-                # (2.2 of 12.8 ms for EmoHRNet-small at B=256 on an H200). Training runs so too.
-                self._folded = self._folded.to(memory_format=torch.channels_last)
+            # cuDNN's fast convolutions are NHWC; in NCHW it transposes around each one (2.2
+            # of 12.8 ms for EmoHRNet-small at B=256 on an H200), and oneDNN's CPU ones are
+            # faster so too. Training runs so as well.
+            self._folded = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
             self._folded_key = key
             self._graphs.clear()
             self._shapes_seen.clear()

@@ -45,8 +45,11 @@ def reference_run(corpus, tmp_path_factory):
     return result, out
 
 
-def test_tiny_set_is_learned_to_100_percent(corpus):
+# bf16: autocast on the CPU too (fast on CPUs with native bf16 units, e.g. Intel AMX).
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_set_is_learned_to_100_percent(corpus, precision):
     config = TINY.replace(
+        precision=precision,
         epochs=40,
         lr=1e-2,
         clip_seconds=1.0,
@@ -56,7 +59,9 @@ def test_tiny_set_is_learned_to_100_percent(corpus):
     result = ef.train(config, corpus, progress=False, quiet=True)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.5 * losses[0]
-    assert result.history[-1]["train_acc"] == 1.0
+    # The running accuracy counts random crops while the weights still move; in bf16 one
+    # crop of 24 was still missed in the last epoch (the fitted model scores all 24 below).
+    assert result.history[-1]["train_acc"] >= (1.0 if precision == "fp32" else 0.95)
     report = ef.evaluate(result.model, corpus, clip_seconds=1.0)
     assert report.wa == 1.0 and report.ua == 1.0
 
