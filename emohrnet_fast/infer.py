@@ -306,9 +306,10 @@ class Predictor:
         precision: ``"bf16"``: the model runs under bfloat16 autocast (on CUDA, or on a CPU
             with bf16 matrix units such as Intel AMX, where the bundled model ran B=256 1.4x
             faster than fp32; elsewhere the CPU may be slower); ``"fp32"``: it does not;
-            ``"auto"`` (the default): bf16 on CUDA, fp32 on the CPU. Features are always computed in float32. On an H200 bf16
-            ran B=256 2-s clips 1.24x (EmoHRNet-small) and 1.09x (the bundled CNN) faster than
-            fp32, with probabilities within 0.03 of fp32's (2026-12-04).
+            ``"auto"`` (the default): bf16 on CUDA, fp32 on the CPU. Features are always
+            computed in float32. On an H200 bf16 ran B=256 2-s clips 1.24x (EmoHRNet-small)
+            and 1.09x (the bundled CNN) faster than fp32, with probabilities within 0.03 of
+            fp32's (2026-12-04).
         batch_size: most clips per forward pass (a bucket of equal-length clips is split into
             chunks of this size); ``1`` runs every clip alone.
         cuda_graphs: on CUDA, capture a shape's forward pass as a CUDA graph the second time
