@@ -59,9 +59,10 @@ def test_tiny_set_is_learned_to_100_percent(corpus, precision):
     result = ef.train(config, corpus, progress=False, quiet=True)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.5 * losses[0]
-    # The running accuracy counts random crops while the weights still move; in bf16 one
-    # crop of 24 was still missed in the last epoch (the fitted model scores all 24 below).
-    assert result.history[-1]["train_acc"] >= (1.0 if precision == "fp32" else 0.95)
+    # The running accuracy counts random crops while the weights still move: one crop of 24
+    # missed in the last epoch happens (bf16, or fp32 with another thread count's rounding).
+    # The fitted model scoring every training clip right (below) is the 100 % check.
+    assert result.history[-1]["train_acc"] >= 0.95
     report = ef.evaluate(result.model, corpus, clip_seconds=1.0)
     assert report.wa == 1.0 and report.ua == 1.0
 
