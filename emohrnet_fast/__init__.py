@@ -4,9 +4,9 @@ Public API (see README.md): :class:`FrontEndConfig`, :mod:`~emohrnet_fast.featur
 :mod:`~emohrnet_fast.augment`, :mod:`~emohrnet_fast.models`, :mod:`~emohrnet_fast.losses`,
 :mod:`~emohrnet_fast.ops`, :mod:`~emohrnet_fast.audio`, :mod:`~emohrnet_fast.data`,
 :class:`TrainConfig` / :func:`train` / :func:`evaluate` / :class:`Report`,
-:func:`cross_validate`, :func:`calibrate` / :class:`Calibration`, :class:`Predictor` /
-:func:`predict` / :func:`predict_timeline` / :class:`Timeline`, :func:`load_model` and
-:func:`info`.
+:func:`cross_validate` / :func:`ensemble_studies`, :func:`calibrate` / :class:`Calibration`,
+:class:`Predictor` / :func:`predict` / :func:`predict_timeline` / :class:`Timeline`,
+:func:`load_model` and :func:`info`.
 """
 
 from emohrnet_fast import audio, augment, data, features, losses, models, ops
@@ -14,7 +14,7 @@ from emohrnet_fast._info import info
 from emohrnet_fast.calibration import Calibration, calibrate
 from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
-from emohrnet_fast.crossval import CVResult, cross_validate
+from emohrnet_fast.crossval import CVResult, cross_validate, ensemble_studies
 from emohrnet_fast.evaluate import Report, evaluate
 from emohrnet_fast.infer import Predictor, Timeline, predict, predict_timeline
 from emohrnet_fast.train import TrainingDiverged, TrainResult, train
@@ -38,6 +38,7 @@ __all__ = [
     "calibrate",
     "cross_validate",
     "data",
+    "ensemble_studies",
     "evaluate",
     "features",
     "info",

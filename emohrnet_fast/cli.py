@@ -267,6 +267,13 @@ def _cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from emohrnet_fast.crossval import ensemble_studies
+
+    print(ensemble_studies(args.studies, out_dir=args.out).markdown(), end="")
+    return 0
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -517,6 +524,20 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="study folder; rerunning into it resumes the study"
     )
     cv_cmd.set_defaults(run=_cv)
+
+    ensemble_cmd = commands.add_parser(
+        "ensemble",
+        parents=[common],
+        help="score the mean softmax of several finished cv studies (e.g. seeds 0, 1, 2)",
+        description="Average, fold by fold, the test softmax outputs of cv studies of the "
+        "same corpus, protocol and folds (nothing is retrained), and print the ensemble's "
+        "figures beside each member's on the folds they all finished.",
+    )
+    ensemble_cmd.add_argument(
+        "studies", nargs="+", type=Path, metavar="STUDY", help="cv --out folders (two or more)"
+    )
+    ensemble_cmd.add_argument("--out", type=Path, help="write the ensemble's reports here")
+    ensemble_cmd.set_defaults(run=_ensemble)
 
     predict_cmd = commands.add_parser(
         "predict",

@@ -5,7 +5,8 @@ A study folder holds ``study.json`` (the exact config, corpus, protocol), one
 ``predictions.json``), and at the end ``pooled/`` (the report over every fold's
 predictions) with ``summary.json`` / ``summary.md`` (mean ± std over folds). A killed study
 rerun with the same arguments skips finished folds and resumes the fold it was in from that
-fold's last checkpoint.
+fold's last checkpoint. :func:`ensemble_studies` scores the mean softmax of several finished
+studies of the same folds (a seed ensemble) and writes the same files, without ``run/``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,14 +62,20 @@ class CVResult:
     # TrainConfig.speaker_norm: every test speaker's features were standardised with that
     # speaker's own statistics, taken from its (unlabelled) test audio.
     speaker_normalised: bool = False
+    # From ensemble_studies: each member study's own result on the ensemble's folds.
+    members: list[CVResult] | None = None
 
     def markdown(self) -> str:
-        """Per-fold rows, then mean ± std and the pooled figures."""
+        """Per-fold rows, then mean ± std and the pooled figures (and, for an ensemble, each
+        member's)."""
         kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
         if self.speaker_normalised:
             kind += ", speaker-normalised with each test speaker's unlabelled audio"
+        what = f"{len(self.folds)} fold(s)"
+        if self.members:
+            what += f", ensemble of {len(self.members)} studies (mean softmax)"
         lines = [
-            f"{self.protocol} ({kind}), {len(self.folds)} fold(s)",
+            f"{self.protocol} ({kind}), {what}",
             "",
             "| fold | test | n | WA % | UA % | macro-F1 % |",
             "|---:|---|---:|---:|---:|---:|",
@@ -96,6 +104,18 @@ class CVResult:
                 f"{c.nll_before:.3f} -> {c.nll_after:.3f}; temperature over all folds "
                 f"{c.temperature:.3f}"
             )
+        if self.members:
+            lines += [
+                "",
+                "| member | UA % (mean ± std) | WA % | pooled UA / WA % |",
+                "|---|---:|---:|---:|",
+            ]
+            for member in self.members:
+                m, s, p = member.mean, member.std, member.pooled
+                lines.append(
+                    f"| {member.out_dir} | {100 * m['ua']:.1f} ± {100 * s['ua']:.1f} | "
+                    f"{100 * m['wa']:.1f} | {100 * p.ua:.1f} / {100 * p.wa:.1f} |"
+                )
         return "\n".join(lines) + "\n"
 
 
@@ -168,13 +188,216 @@ def cross_validate(
         report, logits, targets = _run_fold(config, corpus, split, out, resume, progress, quiet)
         reports.append(report)
         held_out.append((logits, targets))
-    pooled = _pooled(reports, corpus.labels, protocol)
+    result = _result(
+        protocol,
+        all_folds[0].speaker_independent,
+        reports,
+        held_out,
+        corpus.labels,
+        out,
+        speaker_normalised=config.speaker_norm,
+    )
+    if out is not None:
+        partial = "" if len(chosen) == len(all_folds) else f" (folds {chosen} only)"
+        _write_summary(out, f"# {corpus.name}: {config.model}{partial}", study, result)
+    return result
+
+
+def ensemble_studies(
+    studies: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None
+) -> CVResult:
+    """Score the average of several finished :func:`cross_validate` studies' models.
+
+    Fold k's ensemble predicts, for each test utterance, the class with the highest mean
+    softmax probability over the members' fold-k models (read from each study's
+    ``fold-NN/predictions.json``; nothing is retrained or re-run). The usual use is a seed
+    ensemble: the same recipe run with ``seed=0, 1, ...`` into separate folders (on separate
+    GPUs if you have them). Members may differ in any training setting; the summary names
+    the settings that differ.
+
+    Args:
+        studies: two or more study folders (``cross_validate``'s ``out_dir``) of the same
+            corpus, protocol, ``k``, split seed and speaker normalisation.
+        out_dir: where to write the ensemble's per-fold reports and predictions (with the
+            ensemble's logits, ``log`` of the mean probabilities), ``pooled/`` and
+            ``summary.md`` / ``summary.json``; ``None``: nothing is written.
+
+    Returns:
+        A :class:`CVResult` of the ensemble over the folds that every member finished;
+        :attr:`CVResult.members` holds each member's own result on those folds, so the
+        ensemble's gain over its members is measured on the same utterances.
+
+    Raises:
+        ValueError: fewer than two studies, a folder that is not a study, members that differ
+            in the settings above or in a fold's test utterances, or no fold finished by all.
+    """
+    folders = [Path(s) for s in studies]
+    if len(folders) < 2:
+        raise ValueError(f"studies: an ensemble needs at least two studies, got {len(folders)}")
+    infos = [_study_info(f) for f in folders]
+    first = infos[0]
+    for folder, info in zip(folders[1:], infos[1:], strict=True):
+        differences = [
+            f"{key}: {first[key]!r} in {folders[0]}, {info[key]!r} in {folder}"
+            for key in (*_SAME_IN_ENSEMBLES, "speaker_norm")
+            if info[key] != first[key]
+        ]
+        if differences:
+            raise ValueError(
+                "studies: members of an ensemble must agree (" + "; ".join(differences) + ")"
+            )
+    finished = [set(_finished_folds(f)) for f in folders]
+    common = sorted(set.intersection(*finished))
+    if not common:
+        raise ValueError(
+            "studies: no fold is finished in every study ("
+            + "; ".join(f"{f}: {sorted(n)}" for f, n in zip(folders, finished, strict=True))
+            + ")"
+        )
+    members_held = [[] for _ in folders]
+    member_reports = [[] for _ in folders]
+    reports, held_out = [], []
+    for fold in common:
+        saved = [
+            json.loads((f / f"fold-{fold:02d}" / "predictions.json").read_text()) for f in folders
+        ]
+        metas = [_fold_meta(f, fold) for f in folders]
+        for i, (folder, one) in enumerate(zip(folders, saved, strict=True)):
+            _check_same_test_set(
+                fold, folders[0], saved[0], first["root"], folder, one, infos[i]["root"]
+            )
+            report, logits, targets = _fold_result(one, metas[i])
+            member_reports[i].append(report)
+            members_held[i].append((logits, targets))
+        combined = _mean_probabilities(saved)
+        meta = {**metas[0], "ensemble_of": [str(f) for f in folders]}
+        report, logits, targets = _fold_result(combined, meta)
+        reports.append(report)
+        held_out.append((logits, targets))
+        if out_dir is not None:
+            folder = Path(out_dir) / f"fold-{fold:02d}"
+            report.save(folder / "report")
+            atomic_write(folder / "predictions.json", json.dumps(combined).encode())
+    labels, protocol = tuple(first["labels"]), first["protocol"]
+    independent = reports[0].meta["speaker_independent"]
+    members = [
+        _result(
+            protocol,
+            independent,
+            member_reports[i],
+            members_held[i],
+            labels,
+            folder,
+            first["speaker_norm"],
+        )
+        for i, folder in enumerate(folders)
+    ]
+    out = Path(out_dir) if out_dir is not None else None
+    result = _result(protocol, independent, reports, held_out, labels, out, first["speaker_norm"])
+    result.members = members
+    if out is not None:
+        study = {key: first[key] for key in ("corpus", "utterances", "labels", *_SAME_IN_ENSEMBLES)}
+        study["folds"] = common
+        study["ensemble_of"] = [
+            {
+                "study": str(folder),
+                "train_config": info["train_config"],
+                "mean": member.mean,
+                "pooled": {m: getattr(member.pooled, m) for m in _METRICS},
+            }
+            for folder, info, member in zip(folders, infos, members, strict=True)
+        ]
+        atomic_write(out / "study.json", json.dumps(study, indent=2).encode())
+        header = f"# {first['corpus']}: ensemble of {len(folders)} studies (folds {common})"
+        _write_summary(out, header, study, result)
+    return result
+
+
+# Settings that make two studies' folds the same test sets (with speaker normalisation,
+# which changes what a fold's test figure means).
+_SAME_IN_ENSEMBLES = ("corpus", "protocol", "k", "split_seed")
+
+
+def _study_info(folder: Path) -> dict:
+    file = folder / "study.json"
+    if not file.is_file():
+        raise ValueError(f"studies: {folder} holds no study.json (not a cross_validate out_dir)")
+    study = json.loads(file.read_text())
+    if "ensemble_of" in study:
+        raise ValueError(f"studies: {folder} is itself an ensemble; list its member studies")
+    config = study.get("train_config", {})
+    return {**study, "speaker_norm": bool(config.get("speaker_norm", False))}
+
+
+def _finished_folds(folder: Path) -> list[int]:
+    """Fold numbers whose ``predictions.json`` holds test logits."""
+    numbers = []
+    for file in folder.glob("fold-*/predictions.json"):
+        if "logits" in json.loads(file.read_text()):
+            numbers.append(int(file.parent.name.removeprefix("fold-")))
+    return numbers
+
+
+def _fold_meta(folder: Path, fold: int) -> dict:
+    """The fold report's meta (written before the fold's ``predictions.json``)."""
+    return json.loads((folder / f"fold-{fold:02d}" / "report" / "report.json").read_text())["meta"]
+
+
+def _check_same_test_set(
+    fold: int, first: Path, a: dict, a_root: str, other: Path, b: dict, b_root: str
+) -> None:
+    """The two studies' fold ``fold`` tested the same utterances in the same order (paths
+    compared relative to each study's corpus root, so a moved corpus still matches)."""
+
+    def names(saved: dict, root: str) -> list[str]:
+        return [os.path.relpath(f, root) for f in saved["files"]]
+
+    if names(a, a_root) != names(b, b_root) or a["true"] != b["true"]:
+        raise ValueError(
+            f"studies: fold {fold} of {other} tested other utterances than fold {fold} of "
+            f"{first} (a different corpus copy or split?)"
+        )
+
+
+def _mean_probabilities(saved: list[dict]) -> dict:
+    """A ``predictions.json`` content for the members' mean softmax (columns in the first
+    member's label order); its logits are the log of the mean, so a softmax of them gives
+    the mean back."""
+    labels = saved[0]["labels"]
+    total = None
+    for one in saved:
+        if sorted(one["labels"]) != sorted(labels):
+            raise ValueError(
+                f"studies: a fold's models know different classes ({labels} and {one['labels']})"
+            )
+        order = [one["labels"].index(name) for name in labels]
+        logits = torch.tensor(one["logits"], dtype=torch.float64)[:, order]
+        probabilities = torch.softmax(logits, dim=1)
+        total = probabilities if total is None else total + probabilities
+    mean = total / len(saved)
+    return {
+        **{key: saved[0][key] for key in ("labels", "files", "true")},
+        "pred": [labels[i] for i in mean.argmax(dim=1).tolist()],
+        "logits": [[round(x, 5) for x in row] for row in mean.log().tolist()],
+    }
+
+
+def _result(
+    protocol: str,
+    speaker_independent: bool,
+    reports: list[Report],
+    held_out: list[tuple[Tensor, Tensor]],
+    labels: tuple[str, ...],
+    out: Path | None,
+    speaker_normalised: bool,
+) -> CVResult:
+    """Pooled, mean ± std and cross-fitted calibration of per-fold test results."""
     fold_calibration, calibration = _cross_fit(reports, held_out)
-    result = CVResult(
+    return CVResult(
         protocol=protocol,
-        speaker_independent=all_folds[0].speaker_independent,
+        speaker_independent=speaker_independent,
         folds=reports,
-        pooled=pooled,
+        pooled=_pooled(reports, labels, protocol),
         mean={m: statistics.fmean(getattr(r, m) for r in reports) for m in _METRICS},
         std={
             m: statistics.stdev(getattr(r, m) for r in reports) if len(reports) > 1 else 0.0
@@ -183,23 +406,23 @@ def cross_validate(
         out_dir=out,
         fold_calibration=fold_calibration,
         calibration=calibration,
-        speaker_normalised=config.speaker_norm,
+        speaker_normalised=speaker_normalised,
     )
-    if out is not None:
-        pooled.save(out / "pooled")
-        partial = "" if len(chosen) == len(all_folds) else f" (folds {chosen} only)"
-        header = f"# {corpus.name}: {config.model}{partial}\n\n"
-        atomic_write(out / "summary.md", (header + result.markdown()).encode())
-        summary = {**study, "mean": result.mean, "std": result.std}
-        summary["pooled"] = {m: getattr(pooled, m) for m in _METRICS}
-        summary["per_fold"] = [{**r.meta, **{m: getattr(r, m) for m in _METRICS}} for r in reports]
-        if calibration is not None:
-            summary["calibration"] = {
-                "pooled": asdict(calibration),
-                "per_fold": [asdict(c) for c in fold_calibration],
-            }
-        atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
-    return result
+
+
+def _write_summary(out: Path, header: str, study: dict, result: CVResult) -> None:
+    """``pooled/``, ``summary.md`` and ``summary.json`` of a finished study or ensemble."""
+    result.pooled.save(out / "pooled")
+    atomic_write(out / "summary.md", (header + "\n\n" + result.markdown()).encode())
+    summary = {**study, "mean": result.mean, "std": result.std}
+    summary["pooled"] = {m: getattr(result.pooled, m) for m in _METRICS}
+    summary["per_fold"] = [{**r.meta, **{m: getattr(r, m) for m in _METRICS}} for r in result.folds]
+    if result.calibration is not None:
+        summary["calibration"] = {
+            "pooled": asdict(result.calibration),
+            "per_fold": [asdict(c) for c in result.fold_calibration],
+        }
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
 def _start_study(out: Path, study: dict, config: TrainConfig, resume: bool) -> None:

@@ -69,6 +69,11 @@ def export_fold(
             "`emohrnet-fast cv ... --out` to the end first)"
         )
     summary = json.loads(summary_file.read_text())
+    if "ensemble_of" in summary:
+        raise ValueError(
+            f"{folder} is an ensemble of studies, which holds no models: export a fold of "
+            "one of its members"
+        )
     folds = [entry["fold"] for entry in summary["per_fold"]]
     if fold not in folds:
         raise ValueError(f"fold={fold!r}: the study in {folder} ran folds {folds}")

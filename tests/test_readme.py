@@ -43,7 +43,7 @@ def test_readme_cli_commands_run(tmp_path):
     section = text[text.index("## Train and evaluate") :]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line for line in block.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 4 + ["torchrun"]
+    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 6 + ["torchrun"]
     root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
     cache = ["--quiet", "--cache-dir", str(tmp_path / "cache")]
     for line in lines:
@@ -54,6 +54,7 @@ def test_readme_cli_commands_run(tmp_path):
             "train": ["--epochs", "1", "--clip-seconds", "0.5"],
             "cv": ["--epochs", "1", "--clip-seconds", "0.5", "--folds", "0,1"],
             "evaluate": [],
+            "ensemble": [],
             "export": [],
         }[command]
         if argv[0] == "torchrun":
@@ -61,7 +62,7 @@ def test_readme_cli_commands_run(tmp_path):
         else:
             runner = [sys.executable, "-m", "emohrnet_fast", *argv[1:]]
         result = subprocess.run(
-            [*runner, *short, *(cache if command != "export" else cache[:1])],
+            [*runner, *short, *(cache if command in ("train", "evaluate", "cv") else cache[:1])],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -70,6 +71,10 @@ def test_readme_cli_commands_run(tmp_path):
         assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
     assert (tmp_path / "runs" / "hr-small" / "report" / "confusion.png").exists()
     assert (tmp_path / "runs" / "loso-hr-small" / "summary.md").exists()
+    assert (
+        "ensemble of 2 studies"
+        in (tmp_path / "runs" / "loso-hr-small-2seeds" / "summary.md").read_text()
+    )
     assert (tmp_path / "runs" / "hr-small-speaker03-unheard" / "MODEL_CARD.md").exists()
     assert (tmp_path / "runs" / "ddp" / "checkpoints").is_dir()
 
