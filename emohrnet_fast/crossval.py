@@ -234,6 +234,8 @@ def ensemble_studies(
     folders = [Path(s) for s in studies]
     if len(folders) < 2:
         raise ValueError(f"studies: an ensemble needs at least two studies, got {len(folders)}")
+    if out_dir is not None and Path(out_dir).resolve() in {f.resolve() for f in folders}:
+        raise ValueError(f"out_dir={str(out_dir)!r} is a member study: it would be overwritten")
     infos = [_study_info(f) for f in folders]
     first = infos[0]
     for folder, info in zip(folders[1:], infos[1:], strict=True):

@@ -90,6 +90,8 @@ def test_a_study_with_itself_scores_as_the_study(seeds):
 def test_members_must_share_corpus_split_and_test_utterances(corpus, seeds, tmp_path):
     with pytest.raises(ValueError, match="at least two studies, got 1"):
         ef.ensemble_studies([seeds[0]])
+    with pytest.raises(ValueError, match="is a member study: it would be overwritten"):
+        ef.ensemble_studies(seeds, out_dir=seeds[1])
     with pytest.raises(ValueError, match=r"holds no study\.json"):
         ef.ensemble_studies([seeds[0], tmp_path])
     kfold = tmp_path / "kfold"
