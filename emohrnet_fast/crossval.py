@@ -212,8 +212,8 @@ def ensemble_studies(
     softmax probability over the members' fold-k models (read from each study's
     ``fold-NN/predictions.json``; nothing is retrained or re-run). The usual use is a seed
     ensemble: the same recipe run with ``seed=0, 1, ...`` into separate folders (on separate
-    GPUs if you have them). Members may differ in any training setting; the summary names
-    the settings that differ.
+    GPUs if you have them). Members may differ in any training setting; ``study.json`` and
+    ``summary.json`` record each member's training config beside its figures.
 
     Args:
         studies: two or more study folders (``cross_validate``'s ``out_dir``) of the same
@@ -248,8 +248,8 @@ def ensemble_studies(
             raise ValueError(
                 "studies: members of an ensemble must agree (" + "; ".join(differences) + ")"
             )
-    finished = [set(_finished_folds(f)) for f in folders]
-    common = sorted(set.intersection(*finished))
+    finished = [_finished_folds(f) for f in folders]
+    common = sorted(set.intersection(*(set(n) for n in finished)))
     if not common:
         raise ValueError(
             "studies: no fold is finished in every study ("
@@ -260,9 +260,7 @@ def ensemble_studies(
     member_reports = [[] for _ in folders]
     reports, held_out = [], []
     for fold in common:
-        saved = [
-            json.loads((f / f"fold-{fold:02d}" / "predictions.json").read_text()) for f in folders
-        ]
+        saved = [predictions[fold] for predictions in finished]
         metas = [_fold_meta(f, fold) for f in folders]
         for i, (folder, one) in enumerate(zip(folders, saved, strict=True)):
             _check_same_test_set(
@@ -331,13 +329,14 @@ def _study_info(folder: Path) -> dict:
     return {**study, "speaker_norm": bool(config.get("speaker_norm", False))}
 
 
-def _finished_folds(folder: Path) -> list[int]:
-    """Fold numbers whose ``predictions.json`` holds test logits."""
-    numbers = []
+def _finished_folds(folder: Path) -> dict[int, dict]:
+    """The ``predictions.json`` content of each fold whose file holds test logits, by fold."""
+    finished = {}
     for file in folder.glob("fold-*/predictions.json"):
-        if "logits" in json.loads(file.read_text()):
-            numbers.append(int(file.parent.name.removeprefix("fold-")))
-    return numbers
+        saved = json.loads(file.read_text())
+        if "logits" in saved:
+            finished[int(file.parent.name.removeprefix("fold-"))] = saved
+    return finished
 
 
 def _fold_meta(folder: Path, fold: int) -> dict:
