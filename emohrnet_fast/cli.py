@@ -106,6 +106,18 @@ _TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
             "(e.g. 0.999) and save, validate and return it (0: off)",
         },
     ),
+    "distill_weight": (
+        "--distill-weight",
+        {
+            "type": float,
+            "metavar": "W",
+            "help": "with --teacher: weight of the teachers' soft targets in the loss (0-1)",
+        },
+    ),
+    "distill_temperature": (
+        "--distill-temperature",
+        {"type": float, "metavar": "T", "help": "softmax temperature of the distillation"},
+    ),
     "clip_seconds": ("--clip-seconds", {"type": float, "help": "training crop length, s"}),
     "seed": ("--seed", {"type": int}),
     "device": ("--device", {"help": "cpu, cuda, cuda:1 (default: CUDA when usable)"}),
@@ -200,7 +212,8 @@ def _config_and_corpus(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from emohrnet_fast import train
+    from emohrnet_fast import load_model, train
+    from emohrnet_fast._info import resolve_device
 
     config, corpus = _config_and_corpus(args)
     train_set, val_set = corpus, None
@@ -210,6 +223,7 @@ def _train(args: argparse.Namespace) -> int:
         config,
         train_set,
         val_set,
+        teachers=[load_model(t, device=resolve_device(config.device)) for t in args.teacher],
         out_dir=args.out,
         resume=args.resume,
         progress=False if args.quiet else None,
@@ -258,6 +272,7 @@ def _cv(args: argparse.Namespace) -> int:
         args.protocol,
         k=args.k,
         folds=folds,
+        teachers=args.teacher,
         out_dir=args.out,
         resume=True,
         progress=False if args.quiet else None,
@@ -489,6 +504,14 @@ def _parser() -> argparse.ArgumentParser:
         "--val-speakers", help="comma-separated speakers held out for validation"
     )
     train_cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train_cmd.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CHECKPOINT",
+        help="distil from this trained model (repeat for several; needs --distill-weight)",
+    )
     train_cmd.set_defaults(run=_train)
 
     eval_cmd = commands.add_parser(
@@ -522,6 +545,15 @@ def _parser() -> argparse.ArgumentParser:
     cv_cmd.add_argument("--folds", help="comma-separated fold numbers to run (default all)")
     cv_cmd.add_argument(
         "--out", type=Path, help="study folder; rerunning into it resumes the study"
+    )
+    cv_cmd.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="STUDY",
+        help="distil each fold from this finished study's model of the same fold (repeat for "
+        "several, e.g. an ensemble's members; needs --distill-weight)",
     )
     cv_cmd.set_defaults(run=_cv)
 

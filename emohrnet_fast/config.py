@@ -262,6 +262,13 @@ class TrainConfig:
     # 0: off; e.g. 0.999. The decay warms up as min(ema_decay, (1 + step) / (10 + step)), so
     # the first steps' random weights fade out fast.
     ema_decay: float = 0.0
+    # Knowledge distillation (Hinton et al. 2015) from teacher models passed to train(): the
+    # loss is (1 - distill_weight) x the hard-label loss + distill_weight x T^2 x KL(teachers'
+    # mean softmax at temperature T || the model's softmax at T), T = distill_temperature.
+    # The teachers score each training utterance once (centred crop, no masks) before the
+    # first step. 0: off (and no teachers allowed).
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -369,6 +376,18 @@ def _validate_train(c: TrainConfig) -> None:
         and 0 <= c.ema_decay < 1
     ):
         fail("ema_decay", "a decay in [0, 1) (0: off)")
+    if not (
+        isinstance(c.distill_weight, int | float)
+        and not isinstance(c.distill_weight, bool)
+        and 0 <= c.distill_weight <= 1
+    ):
+        fail("distill_weight", "a weight in [0, 1] (0: off)")
+    if not (
+        isinstance(c.distill_temperature, int | float)
+        and not isinstance(c.distill_temperature, bool)
+        and 0 < c.distill_temperature <= 100
+    ):
+        fail("distill_temperature", "a temperature in (0, 100]")
     for field in ("balance_classes", "speaker_norm"):
         if not isinstance(getattr(c, field), bool):
             fail(field, "True or False")

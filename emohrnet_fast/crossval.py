@@ -7,6 +7,8 @@ predictions) with ``summary.json`` / ``summary.md`` (mean ± std over folds). A 
 rerun with the same arguments skips finished folds and resumes the fold it was in from that
 fold's last checkpoint. :func:`ensemble_studies` scores the mean softmax of several finished
 studies of the same folds (a seed ensemble) and writes the same files, without ``run/``.
+A study with ``teachers`` distils, fold by fold, from the fold models of finished studies of
+the same folds (e.g. an ensemble's members) into one model per fold.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor
 
 from emohrnet_fast._files import atomic_write
+from emohrnet_fast._info import resolve_device
 from emohrnet_fast.calibration import (
     Calibration,
     assess,
@@ -127,6 +130,7 @@ def cross_validate(
     k: int = 5,
     split_seed: int = 0,
     folds: list[int] | None = None,
+    teachers: Sequence[str | os.PathLike] = (),
     out_dir: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool | None = None,
@@ -145,6 +149,11 @@ def cross_validate(
         split_seed: seed of the fold assignment (``speaker_kfold``, ``random``).
         folds: run only these fold numbers (0-based), e.g. for a quick partial study; the
             summary then covers those folds only and says so.
+        teachers: finished study folders of the same corpus, protocol, ``k`` and split seed
+            to distil from (needs ``config.distill_weight > 0``): fold k's model learns from
+            the mean softened softmax of the teachers' fold-k models, which never heard fold
+            k's test utterances, so the figures stay those of the protocol. Each teacher must
+            have finished every fold run here.
         out_dir: study folder (see the module docstring); ``None``: nothing is written and
             nothing can be resumed.
         resume: reuse finished folds and resume an interrupted one found in ``out_dir``.
@@ -154,8 +163,10 @@ def cross_validate(
         A :class:`CVResult`.
 
     Raises:
-        ValueError: an impossible protocol for the corpus, unknown fold numbers, or an
-            ``out_dir`` holding a study with different settings (the message names them).
+        ValueError: an impossible protocol for the corpus, unknown fold numbers, an
+            ``out_dir`` holding a study with different settings (the message names them), or
+            teachers that are not finished studies of the same folds (or without
+            ``distill_weight``).
     """
     if corpus.waveforms is None:
         raise ValueError(f"corpus {corpus.name!r}: waveforms not loaded (load_audio=True)")
@@ -166,6 +177,14 @@ def cross_validate(
         raise ValueError(
             f"folds={bad}: {protocol} on {corpus.name} has folds 0..{len(all_folds) - 1}"
         )
+    teacher_folders = [Path(t) for t in teachers]
+    if bool(teacher_folders) != (config.distill_weight > 0):
+        raise ValueError(
+            f"teachers: {len(teacher_folders)} given with TrainConfig.distill_weight="
+            f"{config.distill_weight}: distillation needs both (or neither)"
+        )
+    for folder in teacher_folders:
+        _check_teacher(folder, corpus, protocol, k, split_seed, [all_folds[f] for f in chosen])
     out = Path(out_dir) if out_dir is not None else None
     study = {
         "corpus": corpus.name,
@@ -178,6 +197,8 @@ def cross_validate(
         "folds": chosen,
         "train_config": config.to_dict(),
     }
+    if teacher_folders:
+        study["teachers"] = [str(f.resolve()) for f in teacher_folders]
     if out is not None:
         _start_study(out, study, config, resume)
     reports, held_out = [], []
@@ -185,7 +206,9 @@ def cross_validate(
         split = all_folds[number]
         if not quiet:
             print(f"{split}", file=sys.stderr, flush=True)
-        report, logits, targets = _run_fold(config, corpus, split, out, resume, progress, quiet)
+        report, logits, targets = _run_fold(
+            config, corpus, split, out, resume, progress, quiet, teacher_folders
+        )
         reports.append(report)
         held_out.append((logits, targets))
     result = _result(
@@ -318,15 +341,53 @@ def ensemble_studies(
 _SAME_IN_ENSEMBLES = ("corpus", "protocol", "k", "split_seed")
 
 
-def _study_info(folder: Path) -> dict:
+def _study_info(folder: Path, role: str = "studies") -> dict:
     file = folder / "study.json"
     if not file.is_file():
-        raise ValueError(f"studies: {folder} holds no study.json (not a cross_validate out_dir)")
+        raise ValueError(f"{role}: {folder} holds no study.json (not a cross_validate out_dir)")
     study = json.loads(file.read_text())
     if "ensemble_of" in study:
-        raise ValueError(f"studies: {folder} is itself an ensemble; list its member studies")
+        raise ValueError(f"{role}: {folder} is itself an ensemble; list its member studies")
     config = study.get("train_config", {})
     return {**study, "speaker_norm": bool(config.get("speaker_norm", False))}
+
+
+def _check_teacher(
+    folder: Path, corpus: Corpus, protocol: str, k: int, split_seed: int, folds: list[Split]
+) -> None:
+    """``folder`` is a study of these folds that finished each of them (so its fold models
+    never heard the fold's test utterances)."""
+    info = _study_info(folder, "teachers")
+    ours = {"corpus": corpus.name, "protocol": protocol, "k": k, "split_seed": split_seed}
+    differences = [
+        f"{key}: {info.get(key)!r} there, {value!r} here"
+        for key, value in ours.items()
+        if info.get(key) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"teachers: {folder} is a study of other folds (" + "; ".join(differences) + ")"
+        )
+    finished = _finished_folds(folder)
+    missing = [split.fold for split in folds if split.fold not in finished]
+    if missing:
+        raise ValueError(f"teachers: {folder} has not finished fold(s) {missing}")
+    for split in folds:
+        test_set = corpus.subset(split.test)
+        here = {
+            "files": [str(u.path) for u in test_set.utterances],
+            "true": [u.label for u in test_set.utterances],
+        }
+        _check_same_test_set(
+            split.fold,
+            Path("this study"),
+            here,
+            str(corpus.root),
+            folder,
+            finished[split.fold],
+            info["root"],
+            role="teachers",
+        )
 
 
 def _finished_folds(folder: Path) -> dict[int, dict]:
@@ -345,7 +406,14 @@ def _fold_meta(folder: Path, fold: int) -> dict:
 
 
 def _check_same_test_set(
-    fold: int, first: Path, a: dict, a_root: str, other: Path, b: dict, b_root: str
+    fold: int,
+    first: Path,
+    a: dict,
+    a_root: str,
+    other: Path,
+    b: dict,
+    b_root: str,
+    role: str = "studies",
 ) -> None:
     """The two studies' fold ``fold`` tested the same utterances in the same order (paths
     compared relative to each study's corpus root, so a moved corpus still matches)."""
@@ -355,7 +423,7 @@ def _check_same_test_set(
 
     if names(a, a_root) != names(b, b_root) or a["true"] != b["true"]:
         raise ValueError(
-            f"studies: fold {fold} of {other} tested other utterances than fold {fold} of "
+            f"{role}: fold {fold} of {other} tested other utterances than fold {fold} of "
             f"{first} (a different corpus copy or split?)"
         )
 
@@ -459,6 +527,7 @@ def _run_fold(
     resume: bool,
     progress: bool | None,
     quiet: bool,
+    teacher_folders: list[Path],
 ) -> tuple[Report, Tensor, Tensor]:
     """The fold's test report, its ``(n, classes)`` test logits and ``(n,)`` targets."""
     meta = {
@@ -477,9 +546,12 @@ def _run_fold(
         # Written before logits were saved: recompute them from the fold's final checkpoint.
         model = load_model(folder / "run")
     else:
+        device = resolve_device(config.device, "TrainConfig.device")
+        run = f"fold-{split.fold:02d}/run"
         model = train(
             config,
             corpus.subset(split.train),
+            teachers=[load_model(folder / run, device) for folder in teacher_folders],
             out_dir=folder / "run" if folder is not None else None,
             resume=resume and folder is not None,
             progress=progress,

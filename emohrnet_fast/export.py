@@ -142,6 +142,7 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
     ]
     if summary["protocol"] in ("speaker_kfold", "random"):
         parts.append(f"--k {summary['k']}")
+    parts += [f"--teacher {teacher}" for teacher in summary.get("teachers", ())]
     for field, flag in TRAIN_VALUE_FLAGS.items():
         value = getattr(config, field)
         if field not in ("model", *_MACHINE_FIELDS) and (

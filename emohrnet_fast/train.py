@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,7 @@ def train(
     train_set: Corpus,
     val_set: Corpus | None = None,
     *,
+    teachers: Sequence[nn.Module] = (),
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool | None = None,
@@ -168,6 +170,11 @@ def train(
             ``corpus.subset(split.train)``). Its ``labels`` are the model's classes.
         val_set: optional; scored after every epoch (centred ``clip_seconds`` windows), and
             the epoch with the best UA is kept as the best checkpoint.
+        teachers: trained models to distil from when ``config.distill_weight > 0`` (e.g. a
+            seed ensemble's models; :func:`load_model` gives them from checkpoints). Each
+            scores every training utterance once (:func:`teacher_probabilities`); they must
+            know the training set's classes and must not have heard ``val_set``'s speakers
+            if its figures are to stay unbiased. A resumed run needs the same teachers.
         out_dir: run folder for checkpoints (``checkpoints/epoch-NNNN``, last and best
             kept), ``train_config.json`` and ``history.csv``; ``None``: nothing is written.
         resume: continue from the last complete checkpoint in ``out_dir`` (a run killed
@@ -184,9 +191,10 @@ def train(
 
     Raises:
         ValueError: an empty training set, no waveforms, a sample-rate mismatch, validation
-            labels unseen in training, an ``out_dir`` holding another run without
-            ``resume``, or a checkpoint written with a different config (the message names
-            the differing fields).
+            labels unseen in training, teachers without ``distill_weight`` (or the
+            reverse) or a teacher lacking one of the training classes, an ``out_dir``
+            holding another run without ``resume``, or a checkpoint written with a
+            different config (the message names the differing fields).
         TrainingDiverged: the loss became NaN/Inf (the last good checkpoint stays).
         OSError: a checkpoint could not be written (disk full); the previous one is intact.
     """
@@ -198,14 +206,59 @@ def train(
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
     labels = _check_data(train_set, val_set)
+    teachers = list(teachers)
+    if bool(teachers) != (config.distill_weight > 0):
+        raise ValueError(
+            f"teachers: {len(teachers)} given with TrainConfig.distill_weight="
+            f"{config.distill_weight}: distillation needs both (or neither)"
+        )
     run = Path(out_dir) if out_dir is not None else None
     env.start(device)
     try:
-        return _Trainer(config, train_set, val_set, labels, device, env, run).fit(
-            resume=resume, progress=progress, quiet=quiet
-        )
+        trainer = _Trainer(config, train_set, val_set, labels, device, env, run)
+        if teachers:
+            trainer.set_teachers(teachers, train_set)
+        return trainer.fit(resume=resume, progress=progress, quiet=quiet)
     finally:
         env.stop()
+
+
+@torch.inference_mode()
+def teacher_probabilities(
+    teachers: Sequence[nn.Module],
+    dataset: Corpus,
+    labels: Sequence[str],
+    temperature: float,
+    *,
+    device: torch.device | str = "cpu",
+    clip_seconds: float | None = None,
+) -> Tensor:
+    """The teachers' mean softened softmax over ``dataset``: ``(len(dataset), len(labels))``.
+
+    Each teacher scores every utterance as :func:`~emohrnet_fast.evaluate.dataset_logits`
+    does (centred ``clip_seconds`` crops, per-speaker statistics for speaker-normalised
+    teachers); its logits, divided by ``temperature``, go through a softmax over the
+    columns of ``labels`` (its other classes, if any, are left out) and the rows are averaged
+    over the teachers.
+
+    Raises:
+        ValueError: no teachers, or a teacher without one of ``labels``.
+    """
+    if not teachers:
+        raise ValueError("teachers: expected at least one model")
+    total = torch.zeros(len(dataset), len(labels))
+    for number, teacher in enumerate(teachers):
+        known = tuple(getattr(checkpoint.unwrap(teacher), "labels", None) or ())
+        missing = [name for name in labels if name not in known]
+        if missing:
+            raise ValueError(
+                f"teachers[{number}] knows classes {list(known)}, not {missing} of the "
+                "training set: a teacher must have been trained on the same classes"
+            )
+        logits = dataset_logits(teacher, dataset, device=device, clip_seconds=clip_seconds)
+        columns = torch.tensor([known.index(name) for name in labels])
+        total += torch.softmax(logits[:, columns].double() / temperature, dim=1).float()
+    return total / len(teachers)
 
 
 def _check_data(train_set: Corpus, val_set: Corpus | None) -> tuple[str, ...]:
@@ -283,6 +336,8 @@ class _Trainer:
         shard = (torch.arange(per_rank) * env.world + env.rank) % n
         self.waveforms = train_set.subset(shard).waveforms.to(device)
         self.targets = targets[shard].to(device)
+        self.shard = shard
+        self.teacher_probs: Tensor | None = None  # set_teachers: (per_rank, classes)
         self.batch = min(config.batch_size, per_rank)
         # Speaker normalisation: each training clip's speaker, for per-speaker statistics.
         self.speaker_stats: SpeakerStats | None = None
@@ -348,6 +403,17 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_epoch: int | None = None
         self.best_ua = -math.inf
+
+    def set_teachers(self, teachers: list[nn.Module], train_set: Corpus) -> None:
+        probs = teacher_probabilities(
+            teachers,
+            train_set,
+            self.labels,
+            self.config.distill_temperature,
+            device=self.device,
+            clip_seconds=self.config.clip_seconds,
+        )
+        self.teacher_probs = probs[self.shard].to(self.device)
 
     # ----------------------------------------------------------------------------- run
     def fit(self, *, resume: bool, progress: bool | None, quiet: bool) -> TrainResult:
@@ -542,6 +608,16 @@ class _Trainer:
                 weight=self.class_weights,
                 label_smoothing=config.label_smoothing,
             )
+        if self.teacher_probs is not None:
+            soft = self.teacher_probs[index]
+            if config.mixup > 0:
+                soft = lam * soft + (1.0 - lam) * soft[partner]
+            temperature = config.distill_temperature
+            student = F.log_softmax(output.logits.float() / temperature, dim=1)
+            # T^2 keeps the soft term's gradient scale independent of T (Hinton et al.).
+            distill = F.kl_div(student, soft, reduction="batchmean") * temperature**2
+            weight = config.distill_weight
+            loss = (1.0 - weight) * loss + weight * distill
         if self.center_loss is not None:
             loss = loss + config.center_loss_weight * self.center_loss(
                 output.embedding.float(), target

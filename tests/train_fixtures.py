@@ -62,9 +62,10 @@ def assert_same_weights(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
-def interrupted_and_resumed(config, corpus, out_dir, monkeypatch):
+def interrupted_and_resumed(config, corpus, out_dir, monkeypatch, **train_kwargs):
     """Train ``config`` into ``out_dir``, stopped by a KeyboardInterrupt as epoch 3 starts,
-    then ``resume=True`` to the end: the resumed run's TrainResult."""
+    then ``resume=True`` to the end: the resumed run's TrainResult (``train_kwargs`` go to
+    both calls)."""
     original = train_module._Trainer._train_epoch
 
     def interrupted(self, epoch, progress):
@@ -75,5 +76,7 @@ def interrupted_and_resumed(config, corpus, out_dir, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(train_module._Trainer, "_train_epoch", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            ef.train(config, corpus, out_dir=out_dir, progress=False, quiet=True)
-    return ef.train(config, corpus, out_dir=out_dir, resume=True, progress=False, quiet=True)
+            ef.train(config, corpus, out_dir=out_dir, progress=False, quiet=True, **train_kwargs)
+    return ef.train(
+        config, corpus, out_dir=out_dir, resume=True, progress=False, quiet=True, **train_kwargs
+    )
