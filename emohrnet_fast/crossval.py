@@ -67,6 +67,8 @@ class CVResult:
     speaker_normalised: bool = False
     # From ensemble_studies: each member study's own result on the ensemble's folds.
     members: list[CVResult] | None = None
+    # On each member: its training settings that differ from the first member's ("seed=1").
+    differences: list[str] | None = None
 
     def markdown(self) -> str:
         """Per-fold rows, then mean ± std and the pooled figures (and, for an ensemble, each
@@ -110,14 +112,15 @@ class CVResult:
         if self.members:
             lines += [
                 "",
-                "| member | UA % (mean ± std) | WA % | pooled UA / WA % |",
-                "|---|---:|---:|---:|",
+                "| member | differs in | UA % (mean ± std) | WA % | pooled UA / WA % |",
+                "|---|---|---:|---:|---:|",
             ]
             for member in self.members:
                 m, s, p = member.mean, member.std, member.pooled
+                differs = ", ".join(member.differences or []) or "-"
                 lines.append(
-                    f"| {member.out_dir} | {100 * m['ua']:.1f} ± {100 * s['ua']:.1f} | "
-                    f"{100 * m['wa']:.1f} | {100 * p.ua:.1f} / {100 * p.wa:.1f} |"
+                    f"| {member.out_dir} | {differs} | {100 * m['ua']:.1f} ± {100 * s['ua']:.1f} "
+                    f"| {100 * m['wa']:.1f} | {100 * p.ua:.1f} / {100 * p.wa:.1f} |"
                 )
         return "\n".join(lines) + "\n"
 
@@ -236,7 +239,8 @@ def ensemble_studies(
     ``fold-NN/predictions.json``; nothing is retrained or re-run). The usual use is a seed
     ensemble: the same recipe run with ``seed=0, 1, ...`` into separate folders (on separate
     GPUs if you have them). Members may differ in any training setting; ``study.json`` and
-    ``summary.json`` record each member's training config beside its figures.
+    ``summary.json`` record each member's training config and the settings in which it differs
+    from the first member (``"seed=1"``) beside its figures, and the markdown names them.
 
     Args:
         studies: two or more study folders (``cross_validate``'s ``out_dir``) of the same
@@ -315,6 +319,8 @@ def ensemble_studies(
         )
         for i, folder in enumerate(folders)
     ]
+    for member, info in zip(members, infos, strict=True):
+        member.differences = _config_differences(first["train_config"], info["train_config"])
     out = Path(out_dir) if out_dir is not None else None
     result = _result(protocol, independent, reports, held_out, labels, out, first["speaker_norm"])
     result.members = members
@@ -324,6 +330,7 @@ def ensemble_studies(
         study["ensemble_of"] = [
             {
                 "study": str(folder),
+                "differs_from_first": member.differences,
                 "train_config": info["train_config"],
                 "mean": member.mean,
                 "pooled": {m: getattr(member.pooled, m) for m in _METRICS},
@@ -334,6 +341,14 @@ def ensemble_studies(
         header = f"# {first['corpus']}: ensemble of {len(folders)} studies (folds {common})"
         _write_summary(out, header, study, result)
     return result
+
+
+def _config_differences(first: dict, other: dict) -> list[str]:
+    """``"field=value"`` for each training setting of ``other`` (a TrainConfig dict) that
+    differs from ``first``'s, fields missing from an older study counting as defaults."""
+    defaults = TrainConfig().to_dict()
+    first, other = {**defaults, **first}, {**defaults, **other}
+    return [f"{key}={value!r}" for key, value in other.items() if first[key] != value]
 
 
 # Settings that make two studies' folds the same test sets (with speaker normalisation,

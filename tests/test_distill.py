@@ -180,9 +180,9 @@ def test_teachers_must_be_finished_studies_of_the_same_folds(corpus, teacher_stu
         study([tmp_path])
     with pytest.raises(ValueError, match=r"protocol: 'loso' there, 'speaker_kfold' here"):
         study([teacher_study], protocol="speaker_kfold", k=2)
-    with pytest.raises(ValueError, match="1 given with TrainConfig.distill_weight=0.0"):
+    with pytest.raises(ValueError, match=r"1 given with TrainConfig\.distill_weight=0\.0"):
         study([teacher_study], config=ONE_EPOCH)
-    with pytest.raises(ValueError, match="0 given with TrainConfig.distill_weight=0.5"):
+    with pytest.raises(ValueError, match=r"0 given with TrainConfig\.distill_weight=0\.5"):
         study([])
     tampered = tmp_path / "tampered"
     shutil.copytree(teacher_study, tampered, ignore=shutil.ignore_patterns("run"))

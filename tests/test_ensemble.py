@@ -71,6 +71,9 @@ def test_ensemble_averages_the_members_softmax_on_common_folds(seeds, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["folds"] == [1, 2] and len(summary["ensemble_of"]) == 2
     assert [m["train_config"]["seed"] for m in summary["ensemble_of"]] == [0, 1]
+    assert [m["differs_from_first"] for m in summary["ensemble_of"]] == [[], ["seed=1"]]
+    assert [m.differences for m in result.members] == [[], ["seed=1"]]
+    assert f"| {seeds[1]} | seed=1 |" in text and f"| {seeds[0]} | - |" in text
     assert summary["mean"]["ua"] == pytest.approx(result.mean["ua"])
     assert (tmp_path / "pooled" / "report.json").exists()
     assert (tmp_path / "fold-02" / "report" / "confusion.png").stat().st_size > 0
