@@ -20,11 +20,6 @@ crossval_module = importlib.import_module("emohrnet_fast.crossval")
 ONE_EPOCH = TINY.replace(epochs=1)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
-
-
 def test_loso_study_writes_everything_and_pools_folds(corpus, tmp_path):
     result = ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=tmp_path, quiet=True)
     assert result.speaker_independent and len(result.folds) == len(SPEAKERS)

@@ -11,7 +11,6 @@ from train_fixtures import (
     TINY,
     assert_same_weights,
     interrupted_and_resumed,
-    tiny_corpus,
     train_module,
     weights,
 )
@@ -26,11 +25,6 @@ ONE_EPOCH = TINY.replace(epochs=1)
 # The center loss pulls towards the hard labels' centres: off where a test needs the hard
 # labels to have no say at all.
 STUDENT = TINY.replace(distill_weight=0.5, distill_temperature=3.0)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,13 @@ import shutil
 
 import pytest
 import torch
-from train_fixtures import TINY, tiny_corpus
+from train_fixtures import TINY
 
 import emohrnet_fast as ef
 from emohrnet_fast.cli import main
 from emohrnet_fast.export import export_fold
 
 ONE_EPOCH = TINY.replace(epochs=1)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 import torch
 from ef_testing import HAS_CUDA
-from train_fixtures import TINY, tiny_corpus
+from train_fixtures import TINY
 
 import emohrnet_fast as ef
 from emohrnet_fast import audio, checkpoint, infer
@@ -26,11 +26,6 @@ RATE = 16000
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
-
-
 @pytest.fixture(scope="module")
 def run(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")

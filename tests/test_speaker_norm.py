@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, tiny_corpus, weights
+from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, weights
 
 import emohrnet_fast as ef
 from emohrnet_fast.evaluate import dataset_logits
@@ -18,11 +18,6 @@ from emohrnet_fast.speaker_norm import MIN_STD, SpeakerStats, band_moments, spea
 
 train_module = importlib.import_module("emohrnet_fast.train")
 CONFIG = TINY.replace(speaker_norm=True, epochs=2)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from train_fixtures import (
     TINY,
     assert_same_weights,
     interrupted_and_resumed,
-    tiny_corpus,
     weights,
 )
 
@@ -30,11 +29,6 @@ import emohrnet_fast as ef
 from emohrnet_fast import checkpoint
 
 train_module = importlib.import_module("emohrnet_fast.train")  # ef.train is the function
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
