@@ -113,6 +113,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value) -> bool:
+    """An int or a float (a bool is neither here): what TrainConfig's rates and weights take."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _is_real(value) -> bool:
     """A real number (int, float, numpy scalar), not a bool, a string or None: comparisons
     with anything else raise TypeErrors that do not name the field."""
@@ -362,31 +367,15 @@ def _validate_train(c: TrainConfig) -> None:
             fail(field, "a number >= 0")
     if not c.label_smoothing < 1:
         fail("label_smoothing", "a number in [0, 1)")
-    if not (isinstance(c.mixup, int | float) and not isinstance(c.mixup, bool) and c.mixup >= 0):
+    if not (_is_number(c.mixup) and c.mixup >= 0):
         fail("mixup", "a Beta concentration >= 0 (0: off)")
-    if not (
-        isinstance(c.speed_perturb, int | float)
-        and not isinstance(c.speed_perturb, bool)
-        and 0 <= c.speed_perturb <= 0.5
-    ):
+    if not (_is_number(c.speed_perturb) and 0 <= c.speed_perturb <= 0.5):
         fail("speed_perturb", "a relative rate range r in [0, 0.5] (0: off)")
-    if not (
-        isinstance(c.ema_decay, int | float)
-        and not isinstance(c.ema_decay, bool)
-        and 0 <= c.ema_decay < 1
-    ):
+    if not (_is_number(c.ema_decay) and 0 <= c.ema_decay < 1):
         fail("ema_decay", "a decay in [0, 1) (0: off)")
-    if not (
-        isinstance(c.distill_weight, int | float)
-        and not isinstance(c.distill_weight, bool)
-        and 0 <= c.distill_weight <= 1
-    ):
+    if not (_is_number(c.distill_weight) and 0 <= c.distill_weight <= 1):
         fail("distill_weight", "a weight in [0, 1] (0: off)")
-    if not (
-        isinstance(c.distill_temperature, int | float)
-        and not isinstance(c.distill_temperature, bool)
-        and 0 < c.distill_temperature <= 100
-    ):
+    if not (_is_number(c.distill_temperature) and 0 < c.distill_temperature <= 100):
         fail("distill_temperature", "a temperature in (0, 100]")
     for field in ("balance_classes", "speaker_norm"):
         if not isinstance(getattr(c, field), bool):
