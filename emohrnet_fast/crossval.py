@@ -38,7 +38,7 @@ from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
 from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
-from emohrnet_fast.train import train
+from emohrnet_fast.train import check_distillation, train
 
 _METRICS = ("wa", "ua", "macro_f1")
 
@@ -181,11 +181,7 @@ def cross_validate(
             f"folds={bad}: {protocol} on {corpus.name} has folds 0..{len(all_folds) - 1}"
         )
     teacher_folders = [Path(t) for t in teachers]
-    if bool(teacher_folders) != (config.distill_weight > 0):
-        raise ValueError(
-            f"teachers: {len(teacher_folders)} given with TrainConfig.distill_weight="
-            f"{config.distill_weight}: distillation needs both (or neither)"
-        )
+    check_distillation(len(teacher_folders), config)
     for folder in teacher_folders:
         _check_teacher(folder, corpus, protocol, k, split_seed, [all_folds[f] for f in chosen])
     out = Path(out_dir) if out_dir is not None else None

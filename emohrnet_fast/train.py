@@ -207,20 +207,23 @@ def train(
         torch.cuda.set_device(device)
     labels = _check_data(train_set, val_set)
     teachers = list(teachers)
-    if bool(teachers) != (config.distill_weight > 0):
-        raise ValueError(
-            f"teachers: {len(teachers)} given with TrainConfig.distill_weight="
-            f"{config.distill_weight}: distillation needs both (or neither)"
-        )
+    check_distillation(len(teachers), config)
     run = Path(out_dir) if out_dir is not None else None
     env.start(device)
     try:
-        trainer = _Trainer(config, train_set, val_set, labels, device, env, run)
-        if teachers:
-            trainer.set_teachers(teachers, train_set)
+        trainer = _Trainer(config, train_set, val_set, labels, device, env, run, teachers)
         return trainer.fit(resume=resume, progress=progress, quiet=quiet)
     finally:
         env.stop()
+
+
+def check_distillation(teachers: int, config: TrainConfig) -> None:
+    """Teachers and ``config.distill_weight > 0`` come together or not at all."""
+    if bool(teachers) != (config.distill_weight > 0):
+        raise ValueError(
+            f"teachers: {teachers} given with TrainConfig.distill_weight="
+            f"{config.distill_weight}: distillation needs both (or neither)"
+        )
 
 
 @torch.inference_mode()
@@ -295,6 +298,7 @@ class _Trainer:
         device: torch.device,
         env: _Distributed,
         run: Path | None,
+        teachers: Sequence[nn.Module] = (),
     ) -> None:
         self.config, self.labels = config, labels
         # Validation audio moves to the device once, not at every epoch's validation.
@@ -336,8 +340,18 @@ class _Trainer:
         shard = (torch.arange(per_rank) * env.world + env.rank) % n
         self.waveforms = train_set.subset(shard).waveforms.to(device)
         self.targets = targets[shard].to(device)
-        self.shard = shard
-        self.teacher_probs: Tensor | None = None  # set_teachers: (per_rank, classes)
+        # Distillation's soft targets, (per_rank, classes), scored once here.
+        self.teacher_probs: Tensor | None = None
+        if teachers:
+            probs = teacher_probabilities(
+                teachers,
+                train_set,
+                labels,
+                config.distill_temperature,
+                device=device,
+                clip_seconds=config.clip_seconds,
+            )
+            self.teacher_probs = probs[shard].to(device)
         self.batch = min(config.batch_size, per_rank)
         # Speaker normalisation: each training clip's speaker, for per-speaker statistics.
         self.speaker_stats: SpeakerStats | None = None
@@ -403,17 +417,6 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_epoch: int | None = None
         self.best_ua = -math.inf
-
-    def set_teachers(self, teachers: list[nn.Module], train_set: Corpus) -> None:
-        probs = teacher_probabilities(
-            teachers,
-            train_set,
-            self.labels,
-            self.config.distill_temperature,
-            device=self.device,
-            clip_seconds=self.config.clip_seconds,
-        )
-        self.teacher_probs = probs[self.shard].to(self.device)
 
     # ----------------------------------------------------------------------------- run
     def fit(self, *, resume: bool, progress: bool | None, quiet: bool) -> TrainResult:
