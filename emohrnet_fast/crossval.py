@@ -347,8 +347,8 @@ def _config_differences(first: dict, other: dict) -> list[str]:
     return [f"{key}={value!r}" for key, value in other.items() if first[key] != value]
 
 
-# Settings that make two studies' folds the same test sets (with speaker normalisation,
-# which changes what a fold's test figure means).
+# Settings that make two studies' folds the same test sets (for an ensemble also speaker
+# normalisation, which changes what a fold's test figure means; a teacher's may differ).
 _SAME_IN_ENSEMBLES = ("corpus", "protocol", "k", "split_seed")
 
 
@@ -369,7 +369,7 @@ def _check_teacher(
     """``folder`` is a study of these folds that finished each of them (so its fold models
     never heard the fold's test utterances)."""
     info = _study_info(folder, "teachers")
-    ours = {"corpus": corpus.name, "protocol": protocol, "k": k, "split_seed": split_seed}
+    ours = dict(zip(_SAME_IN_ENSEMBLES, (corpus.name, protocol, k, split_seed), strict=True))
     differences = [
         f"{key}: {info.get(key)!r} there, {value!r} here"
         for key, value in ours.items()
