@@ -22,8 +22,6 @@ from emohrnet_fast.evaluate import dataset_logits
 from emohrnet_fast.export import export_fold
 
 ONE_EPOCH = TINY.replace(epochs=1)
-# The center loss pulls towards the hard labels' centres: off where a test needs the hard
-# labels to have no say at all.
 STUDENT = TINY.replace(distill_weight=0.5, distill_temperature=3.0)
 
 
@@ -75,6 +73,7 @@ def test_teacher_missing_a_training_class_is_refused(corpus, teachers):
 
 def test_at_full_weight_the_hard_labels_have_no_say(corpus, teachers):
     """distill_weight=1: training on shuffled labels ends on the same weights bit for bit."""
+    # The center loss pulls towards the hard labels' centres: off, so they have no say at all.
     config = STUDENT.replace(distill_weight=1.0, center_loss_weight=0.0)
     true = ef.train(config, corpus, teachers=teachers, progress=False, quiet=True)
     generator = torch.Generator().manual_seed(0)
