@@ -111,6 +111,11 @@ class _Distributed:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.owns_group = False
+        # Gloo's worker threads free a finished collective's tensors, which needs the GIL; the
+        # process group's destructor joins those threads while the main thread holds the GIL.
+        # Holding the latest collectives here until the group is gone keeps the workers from
+        # being the last owner at that moment (a deadlock seen under torchrun on 2 busy cores).
+        self._recent: list[dist.Work] = []
 
     @property
     def active(self) -> bool:
@@ -126,12 +131,18 @@ class _Distributed:
             self.owns_group = True
 
     def stop(self) -> None:
+        """Destroy the group we created; drop the wrappers that share it (DDP) first."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+        self._recent.clear()
+
+    def _wait(self, work: dist.Work) -> None:
+        work.wait()
+        self._recent.append(work)
 
     def sum_(self, tensor: Tensor) -> Tensor:
         if self.active:
-            dist.all_reduce(tensor)
+            self._wait(dist.all_reduce(tensor, async_op=True))
         return tensor
 
     def broadcast_buffers(self, module: nn.Module) -> None:
@@ -139,11 +150,12 @@ class _Distributed:
         last forward; DDP only syncs them at the start of the next one)."""
         if self.active:
             for buffer in module.buffers():
-                dist.broadcast(buffer, src=0)
+                self._wait(dist.broadcast(buffer, src=0, async_op=True))
 
     def barrier(self) -> None:
         if self.active:
-            dist.barrier()
+            self._recent.clear()  # all of them finished long before this barrier
+            self._wait(dist.barrier(async_op=True))
 
 
 def train(
@@ -210,10 +222,13 @@ def train(
     check_distillation(len(teachers), config)
     run = Path(out_dir) if out_dir is not None else None
     env.start(device)
+    trainer = None
     try:
         trainer = _Trainer(config, train_set, val_set, labels, device, env, run, teachers)
         return trainer.fit(resume=resume, progress=progress, quiet=quiet)
     finally:
+        if trainer is not None:  # DDP's reducer owns the process group: it goes first
+            trainer.forward = None
         env.stop()
 
 
