@@ -214,6 +214,7 @@ def _config_and_corpus(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from emohrnet_fast import load_model, train
     from emohrnet_fast._info import resolve_device
+    from emohrnet_fast.train import is_main_process
 
     config, corpus = _config_and_corpus(args)
     train_set, val_set = corpus, None
@@ -229,6 +230,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         quiet=args.quiet,
     )
+    if not is_main_process():  # rank 0 of a torchrun prints for all
+        return 0
     best = result.best_checkpoint or result.last_checkpoint
     print(f"checkpoint: {best}")
     if result.val_report is not None:
@@ -263,6 +266,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _cv(args: argparse.Namespace) -> int:
     from emohrnet_fast import cross_validate
+    from emohrnet_fast.train import is_main_process
 
     config, corpus = _config_and_corpus(args)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
@@ -278,7 +282,8 @@ def _cv(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         quiet=args.quiet,
     )
-    print(result.markdown(), end="")
+    if is_main_process():  # rank 0 of a torchrun prints for all
+        print(result.markdown(), end="")
     return 0
 
 

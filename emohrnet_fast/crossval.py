@@ -38,7 +38,7 @@ from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
 from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
-from emohrnet_fast.train import check_distillation, train
+from emohrnet_fast.train import check_distillation, is_main_process, train
 
 _METRICS = ("wa", "ua", "macro_f1")
 
@@ -198,7 +198,11 @@ def cross_validate(
     }
     if teacher_folders:
         study["teachers"] = [str(f.resolve()) for f in teacher_folders]
-    if out is not None:
+    # Under torchrun every rank trains each fold (DDP) and scores its test set; rank 0 alone
+    # checks and writes the study folder and prints (the others read it to resume).
+    main = is_main_process()
+    quiet = quiet or not main
+    if out is not None and main:
         _start_study(out, study, config, resume)
     reports, held_out = [], []
     for number in chosen:
@@ -206,7 +210,7 @@ def cross_validate(
         if not quiet:
             print(f"{split}", file=sys.stderr, flush=True)
         report, logits, targets = _run_fold(
-            config, corpus, split, out, resume, progress, quiet, teacher_folders
+            config, corpus, split, out, resume, progress, quiet, teacher_folders, write=main
         )
         reports.append(report)
         held_out.append((logits, targets))
@@ -219,7 +223,7 @@ def cross_validate(
         out,
         speaker_normalised=config.speaker_norm,
     )
-    if out is not None:
+    if out is not None and main:
         partial = "" if len(chosen) == len(all_folds) else f" (folds {chosen} only)"
         _write_summary(out, f"# {corpus.name}: {config.model}{partial}", study, result)
     return result
@@ -539,8 +543,11 @@ def _run_fold(
     progress: bool | None,
     quiet: bool,
     teacher_folders: list[Path],
+    *,
+    write: bool,
 ) -> tuple[Report, Tensor, Tensor]:
-    """The fold's test report, its ``(n, classes)`` test logits and ``(n,)`` targets."""
+    """The fold's test report, its ``(n, classes)`` test logits and ``(n,)`` targets; with
+    ``write``, also saved in the fold's folder."""
     meta = {
         "protocol": split.protocol,
         "fold": split.fold,
@@ -581,7 +588,7 @@ def _run_fold(
         "logits": [[round(x, 5) for x in row] for row in logits.tolist()],
     }
     report, logits, targets = _fold_result(saved, meta)
-    if folder is not None:
+    if folder is not None and write:
         report.save(folder / "report")
         atomic_write(saved_file, json.dumps(saved).encode())
     return report, logits, targets

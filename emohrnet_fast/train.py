@@ -158,6 +158,12 @@ class _Distributed:
             self._wait(dist.barrier(async_op=True))
 
 
+def is_main_process() -> bool:
+    """False in torchrun's ranks other than 0: they train alongside rank 0, which alone writes
+    files and prints results."""
+    return _Distributed().main
+
+
 def train(
     config: TrainConfig,
     train_set: Corpus,

@@ -260,6 +260,29 @@ Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,
 """
 
 
+def _torchrun(args: list[str], cwd: Path) -> tuple[str, str]:
+    """stdout and stderr of ``torchrun --standalone --nproc_per_node=2 ARGS`` (gloo); fails the
+    test on a non-zero exit or a hang."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    # Its own session, so a hung launcher goes down with its two workers (a run takes ~5 s).
+    process = subprocess.Popen(
+        [*command, "--nproc_per_node=2", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"torchrun hung for 120 s: {stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout, stderr
+
+
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_torchrun_gloo_two_processes(corpus, tmp_path, ema):
     """Both ranks end on the same weights (with ema_decay: the same average, BatchNorm's
@@ -271,30 +294,7 @@ def test_torchrun_gloo_two_processes(corpus, tmp_path, ema):
     script.write_text(
         DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), ema=ema)
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        str(script),
-    ]
-    # Its own session, so a hung launcher goes down with its two workers (the run takes ~5 s).
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-        pytest.fail(f"torchrun hung for 120 s: {stderr[-3000:]}")
-    assert process.returncode == 0, stderr[-3000:]
+    _torchrun([str(script)], cwd=tmp_path)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["state"] == ranks[1]["state"]  # DDP kept the replicas identical
     assert [row["epoch"] for row in ranks[0]["history"]] == [1, 2]
@@ -304,3 +304,27 @@ def test_torchrun_gloo_two_processes(corpus, tmp_path, ema):
     for key, value in ranks[0]["state"].items():
         torch.testing.assert_close(saved[key], torch.tensor(value, dtype=saved[key].dtype))
     assert [p.name for p in checkpoint.epoch_dirs(out)] == ["epoch-0002"]
+
+
+def test_torchrun_cv_rank0_writes_and_prints(tmp_path):
+    """``cv`` under torchrun: both ranks train every fold, rank 0 alone writes the study and
+    prints it once, and the study resumes as a finished one."""
+    root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
+    out = tmp_path / "study"
+    args = ["-m", "emohrnet_fast", "cv", "--corpus", "emodb", "--root", str(root)]
+    args += ["--model", "centerloss_cnn_mfcc", "--protocol", "loso", "--folds", "0,1"]
+    args += ["--epochs", "1", "--clip-seconds", "0.5", "--quiet", "--out", str(out)]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    stdout, _ = _torchrun(args, cwd=tmp_path)
+    assert stdout.count("mean ± std over folds") == 1, stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["fold"] for row in summary["per_fold"]] == [0, 1]
+    for fold in ("fold-00", "fold-01"):
+        assert (out / fold / "predictions.json").is_file()
+        assert [p.name for p in checkpoint.epoch_dirs(out / fold / "run")] == ["epoch-0001"]
+    # Run again in one process: every fold is read back, nothing retrained.
+    again = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout == stdout
