@@ -118,6 +118,15 @@ _TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "--distill-temperature",
         {"type": float, "metavar": "T", "help": "softmax temperature of the distillation"},
     ),
+    "speaker_adversarial": (
+        "--speaker-adversarial",
+        {
+            "type": float,
+            "metavar": "W",
+            "help": "weight of the reversed gradient of a speaker classifier on the embedding "
+            "(speaker-adversarial training; 0: off)",
+        },
+    ),
     "clip_seconds": ("--clip-seconds", {"type": float, "help": "training crop length, s"}),
     "seed": ("--seed", {"type": int}),
     "device": ("--device", {"help": "cpu, cuda, cuda:1 (default: CUDA when usable)"}),

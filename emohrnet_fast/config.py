@@ -274,6 +274,12 @@ class TrainConfig:
     # first step. 0: off (and no teachers allowed).
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
+    # Speaker-adversarial training (Ganin & Lempitsky 2015's gradient reversal): a linear head
+    # learns to name each training clip's speaker from the embedding, and the model gets its
+    # gradient reversed, scaled by this weight (ramped up from 0 as 2 / (1 + e^(-10 p)) - 1 over
+    # training progress p): an embedding that says less about the speaker. The reported
+    # training loss includes the head's cross-entropy. 0: off.
+    speaker_adversarial: float = 0.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
@@ -377,6 +383,8 @@ def _validate_train(c: TrainConfig) -> None:
         fail("distill_weight", "a weight in [0, 1] (0: off)")
     if not (_is_number(c.distill_temperature) and 0 < c.distill_temperature <= 100):
         fail("distill_temperature", "a temperature in (0, 100]")
+    if not (_is_number(c.speaker_adversarial) and 0 <= c.speaker_adversarial <= 10):
+        fail("speaker_adversarial", "a weight in [0, 10] (0: off)")
     for field in ("balance_classes", "speaker_norm"):
         if not isinstance(getattr(c, field), bool):
             fail(field, "True or False")

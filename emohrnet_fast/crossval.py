@@ -38,7 +38,7 @@ from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
 from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
-from emohrnet_fast.train import check_distillation, is_main_process, train
+from emohrnet_fast.train import check_distillation, is_main_process, process_group, train
 
 _METRICS = ("wa", "ua", "macro_f1")
 
@@ -205,15 +205,16 @@ def cross_validate(
     if out is not None and main:
         _start_study(out, study, config, resume)
     reports, held_out = [], []
-    for number in chosen:
-        split = all_folds[number]
-        if not quiet:
-            print(f"{split}", file=sys.stderr, flush=True)
-        report, logits, targets = _run_fold(
-            config, corpus, split, out, resume, progress, quiet, teacher_folders, write=main
-        )
-        reports.append(report)
-        held_out.append((logits, targets))
+    with process_group(resolve_device(config.device, "TrainConfig.device")) as device:
+        for number in chosen:
+            split = all_folds[number]
+            if not quiet:
+                print(f"{split}", file=sys.stderr, flush=True)
+            report, logits, targets = _run_fold(
+                config, corpus, split, out, resume, progress, quiet, teacher_folders, device, main
+            )
+            reports.append(report)
+            held_out.append((logits, targets))
     result = _result(
         protocol,
         all_folds[0].speaker_independent,
@@ -543,11 +544,11 @@ def _run_fold(
     progress: bool | None,
     quiet: bool,
     teacher_folders: list[Path],
-    *,
+    device: torch.device,
     write: bool,
 ) -> tuple[Report, Tensor, Tensor]:
     """The fold's test report, its ``(n, classes)`` test logits and ``(n,)`` targets; with
-    ``write``, also saved in the fold's folder."""
+    ``write``, also saved in the fold's folder. ``device``: where the teachers score."""
     meta = {
         "protocol": split.protocol,
         "fold": split.fold,
@@ -564,7 +565,6 @@ def _run_fold(
         # Written before logits were saved: recompute them from the fold's final checkpoint.
         model = load_model(folder / "run")
     else:
-        device = resolve_device(config.device, "TrainConfig.device")
         run = f"fold-{split.fold:02d}/run"
         model = train(
             config,

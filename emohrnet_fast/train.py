@@ -14,6 +14,7 @@ backward and ``index_add_`` are not bit-exact run to run; results agree to round
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -24,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,27 @@ class WeightAverage:
             torch._foreach_copy_(*self._others)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by ``-scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+# Gloo's worker threads free a finished collective's tensors, which needs the GIL; the process
+# group's destructor joins those threads while the main thread holds the GIL. Holding the
+# latest collectives here until the group is gone keeps the workers from being their last
+# owner at that moment (a deadlock seen under torchrun on 2 busy cores). Process-wide, like
+# the group: a study's folds share one (process_group).
+_recent_collectives: list[dist.Work] = []
+
+
 class _Distributed:
     """torchrun environment: rank, world size, and the collective helpers we need."""
 
@@ -111,11 +133,6 @@ class _Distributed:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.owns_group = False
-        # Gloo's worker threads free a finished collective's tensors, which needs the GIL; the
-        # process group's destructor joins those threads while the main thread holds the GIL.
-        # Holding the latest collectives here until the group is gone keeps the workers from
-        # being the last owner at that moment (a deadlock seen under torchrun on 2 busy cores).
-        self._recent: list[dist.Work] = []
 
     @property
     def active(self) -> bool:
@@ -125,20 +142,26 @@ class _Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def start(self, device: torch.device) -> None:
+    def start(self, device: torch.device) -> torch.device:
+        """This rank's device (under torchrun, CUDA means the local rank's GPU); joins the
+        process group unless the caller already has (it then stays the caller's to destroy)."""
+        if self.active and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
         if self.active and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self.owns_group = True
+        return device
 
     def stop(self) -> None:
         """Destroy the group we created; drop the wrappers that share it (DDP) first."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
-        self._recent.clear()
+            _recent_collectives.clear()
 
     def _wait(self, work: dist.Work) -> None:
         work.wait()
-        self._recent.append(work)
+        _recent_collectives.append(work)
 
     def sum_(self, tensor: Tensor) -> Tensor:
         if self.active:
@@ -154,8 +177,20 @@ class _Distributed:
 
     def barrier(self) -> None:
         if self.active:
-            self._recent.clear()  # all of them finished long before this barrier
+            _recent_collectives.clear()  # all of them finished before this barrier
             self._wait(dist.barrier(async_op=True))
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[torch.device]:
+    """Hold one torchrun process group across several :func:`train` calls (a study's folds);
+    yields this rank's device. A group made and destroyed per call would find the previous
+    group's addresses, stale, in torchrun's store. Outside torchrun: just ``device``."""
+    env = _Distributed()
+    try:
+        yield env.start(device)
+    finally:
+        env.stop()
 
 
 def is_main_process() -> bool:
@@ -218,16 +253,12 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
-    device = resolve_device(config.device, "TrainConfig.device")
-    env = _Distributed()
-    if env.active and device.type == "cuda":
-        device = torch.device("cuda", env.local_rank)
-        torch.cuda.set_device(device)
     labels = _check_data(train_set, val_set)
     teachers = list(teachers)
     check_distillation(len(teachers), config)
     run = Path(out_dir) if out_dir is not None else None
-    env.start(device)
+    env = _Distributed()
+    device = env.start(resolve_device(config.device, "TrainConfig.device"))
     trainer = None
     try:
         trainer = _Trainer(config, train_set, val_set, labels, device, env, run, teachers)
@@ -374,13 +405,19 @@ class _Trainer:
             )
             self.teacher_probs = probs[shard].to(device)
         self.batch = min(config.batch_size, per_rank)
-        # Speaker normalisation: each training clip's speaker, for per-speaker statistics.
+        # Each training clip's speaker: for per-speaker statistics (speaker normalisation) and
+        # as the adversary's target.
         self.speaker_stats: SpeakerStats | None = None
-        if config.speaker_norm:
+        needs_speakers = [
+            f"{field}={getattr(config, field)!r}"
+            for field in ("speaker_norm", "speaker_adversarial")
+            if getattr(config, field)
+        ]
+        if needs_speakers:
             unknown = sum(u.speaker is None for u in train_set.utterances)
             if unknown:
                 raise ValueError(
-                    f"TrainConfig.speaker_norm=True needs every training utterance's speaker: "
+                    f"TrainConfig.{needs_speakers[0]} needs every training utterance's speaker: "
                     f"{unknown} of {n} in train_set {train_set.name!r} have none"
                 )
             speakers = sorted({u.speaker for u in train_set.utterances})
@@ -408,6 +445,18 @@ class _Trainer:
             self.center_loss = CenterLoss(len(labels), model.embedding_dim, config.center_alpha)
             self.center_loss.to(device)
         params = [p for p in model.parameters() if p.requires_grad]
+        self.speaker_head: nn.Linear | None = None
+        if config.speaker_adversarial > 0:
+            if self.speaker_count < 2:
+                raise ValueError(
+                    f"TrainConfig.speaker_adversarial={config.speaker_adversarial!r} needs at "
+                    f"least two training speakers; train_set {train_set.name!r} has "
+                    f"{self.speaker_count}"
+                )
+            with torch.random.fork_rng(devices=[]):  # the run's other draws stay as without it
+                self.speaker_head = nn.Linear(model.embedding_dim, self.speaker_count)
+            self.speaker_head.to(device)
+            params += list(self.speaker_head.parameters())
         optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         # On a GPU the update is launch-bound (EmoHRNet-small has 281 parameter tensors): the
         # fused implementation updates them all in a few kernels.
@@ -646,6 +695,15 @@ class _Trainer:
             loss = loss + config.center_loss_weight * self.center_loss(
                 output.embedding.float(), target
             )
+        if self.speaker_head is not None:
+            progress = self.step / max(1, self.total_steps)
+            strength = config.speaker_adversarial * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1)
+            guess = self.speaker_head(_ReverseGradient.apply(output.embedding.float(), strength))
+            speaker = self.speaker_ids[index]
+            adversary = F.cross_entropy(guess, speaker)
+            if config.mixup > 0:
+                adversary = lam * adversary + (1.0 - lam) * F.cross_entropy(guess, speaker[partner])
+            loss = loss + adversary
         if output.reconstruction is not None and config.reconstruction_weight > 0:
             wanted = self.model.input_norm(features)
             loss = loss + config.reconstruction_weight * F.mse_loss(
@@ -653,6 +711,9 @@ class _Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.speaker_head is not None and self.env.active:  # outside DDP: averaged here
+            for parameter in self.speaker_head.parameters():
+                self.env.sum_(parameter.grad).div_(self.env.world)
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         for group in self.optimizer.param_groups:
@@ -717,6 +778,7 @@ class _Trainer:
         state = {
             "optimizer": self.optimizer.state_dict(),
             "center_loss": self.center_loss.state_dict() if self.center_loss else None,
+            "speaker_head": self.speaker_head.state_dict() if self.speaker_head else None,
             "step": self.step,
             # model.safetensors holds the average; the optimised weights resume from here.
             "optimised_model": self.model.state_dict() if self.ema is not None else None,
@@ -769,6 +831,8 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.center_loss is not None and state["center_loss"] is not None:
             self.center_loss.load_state_dict(state["center_loss"])
+        if self.speaker_head is not None:
+            self.speaker_head.load_state_dict(state["speaker_head"])
         self.step = int(state["step"])
         self.history = list(meta["history"])
         self.best_epoch = meta["best_epoch"]

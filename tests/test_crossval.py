@@ -250,12 +250,20 @@ import torch, torch.distributed as dist
 from train_fixtures import TINY, tiny_corpus
 import emohrnet_fast as ef
 
+trainer_class = importlib.import_module("emohrnet_fast.train")._Trainer
+fit, heads = trainer_class.fit, []
+def fit_and_keep_head(self, **kwargs):
+    heads.append(self.speaker_head)
+    return fit(self, **kwargs)
+trainer_class.fit = fit_and_keep_head
+
 corpus = tiny_corpus(Path({data!r}))
-config = TINY.replace(epochs=2, ema_decay={ema})
+config = TINY.replace(epochs=2, ema_decay={ema}, speaker_adversarial={adversarial})
 result = ef.train(config, corpus, out_dir={out!r}, progress=False, quiet=True)
 state = {{k: v.tolist() for k, v in result.model.state_dict().items()}}
+head = {{k: v.tolist() for k, v in heads[0].state_dict().items()}} if heads[0] else None
 rank = int(__import__("os").environ["RANK"])
-Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state,
+Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state, "head": head,
     "history": result.history}}))
 """
 
@@ -283,20 +291,29 @@ def _torchrun(args: list[str], cwd: Path) -> tuple[str, str]:
     return stdout, stderr
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_torchrun_gloo_two_processes(corpus, tmp_path, ema):
+@pytest.mark.parametrize(("ema", "adversarial"), [(0.0, 0.0), (0.9, 0.5)])
+def test_torchrun_gloo_two_processes(corpus, tmp_path, ema, adversarial):
     """Both ranks end on the same weights (with ema_decay: the same average, BatchNorm's
-    averaged statistics included) and rank 0's checkpoint holds them."""
+    averaged statistics included; with speaker_adversarial: the same speaker head, which
+    lives outside DDP) and rank 0's checkpoint holds them."""
     out = tmp_path / "run"
     data = tmp_path / "data"
     tiny_corpus(data)  # decode once, so both ranks read the cache
     script = tmp_path / "ddp_train.py"
     script.write_text(
-        DDP_SCRIPT.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), ema=ema)
+        DDP_SCRIPT.format(
+            tests=str(Path(__file__).parent),
+            data=str(data),
+            out=str(out),
+            ema=ema,
+            adversarial=adversarial,
+        )
     )
     _torchrun([str(script)], cwd=tmp_path)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["state"] == ranks[1]["state"]  # DDP kept the replicas identical
+    assert ranks[0]["head"] == ranks[1]["head"]
+    assert (ranks[0]["head"] is None) == (adversarial == 0)
     assert [row["epoch"] for row in ranks[0]["history"]] == [1, 2]
     # 24 clips over 2 ranks: 12 each, 1 step of 8 per rank, 16 clips counted per epoch.
     assert ranks[0]["history"][0]["clips_per_s"] > 0
