@@ -245,9 +245,11 @@ def train(
     Raises:
         ValueError: an empty training set, no waveforms, a sample-rate mismatch, validation
             labels unseen in training, teachers without ``distill_weight`` (or the
-            reverse) or a teacher lacking one of the training classes, an ``out_dir``
-            holding another run without ``resume``, or a checkpoint written with a
-            different config (the message names the differing fields).
+            reverse) or a teacher lacking one of the training classes, ``speaker_norm`` or
+            ``speaker_adversarial`` with utterances of unknown speaker (or the latter with
+            one training speaker), an ``out_dir`` holding another run without ``resume``,
+            or a checkpoint written with a different config (the message names the
+            differing fields).
         TrainingDiverged: the loss became NaN/Inf (the last good checkpoint stays).
         OSError: a checkpoint could not be written (disk full); the previous one is intact.
     """
