@@ -215,7 +215,8 @@ def train(
     Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel
     (NCCL on CUDA, gloo on CPU): each rank keeps its shard of the training waveforms
     resident, ``batch_size`` is per rank, metrics are summed over ranks and only rank 0
-    writes checkpoints and validates.
+    writes checkpoints and validates. Several calls in one torchrun process (as
+    :func:`cross_validate` makes) belong inside one ``with process_group(device):``.
 
     Args:
         config: the run's settings (:class:`~emohrnet_fast.TrainConfig`).
