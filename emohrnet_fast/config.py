@@ -274,11 +274,13 @@ class TrainConfig:
     # first step. 0: off (and no teachers allowed).
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
-    # Speaker-adversarial training (Ganin & Lempitsky 2015's gradient reversal): a linear head
-    # learns to name each training clip's speaker from the embedding, and the model gets its
-    # gradient reversed, scaled by this weight (ramped up from 0 as 2 / (1 + e^(-10 p)) - 1 over
-    # training progress p): an embedding that says less about the speaker. The reported
-    # training loss includes the head's cross-entropy. 0: off.
+    # Speaker-adversarial training: a linear head learns to name each training clip's speaker
+    # from the (detached) embedding, and the model learns, with this weight, to leave the head
+    # guessing: the cross-entropy of the head's softmax against the uniform distribution over
+    # the speakers (domain confusion, Tzeng et al. 2015). The weight ramps up from 0 as
+    # 2 / (1 + e^(-10 p)) - 1 over training progress p (Ganin & Lempitsky 2015). Reversing the
+    # head's gradient instead let the model fool the head while keeping more speaker
+    # information (README). The reported training loss includes both terms. 0: off.
     speaker_adversarial: float = 0.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     batch_size: int = 32  # clips per step (per process under torchrun)

@@ -104,17 +104,16 @@ class WeightAverage:
             torch._foreach_copy_(*self._others)
 
 
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward; the backward pass multiplies the gradient by ``-scale``."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, scale: float) -> Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        return -ctx.scale * grad, None
+def speaker_confusion(head: nn.Linear, embedding: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor]:
+    """The two halves of speaker-adversarial training, for ``embedding (B, D)`` and integer
+    ``speaker (B,)``: the head's cross-entropy on the detached embedding (its gradient trains
+    the head only) and, through the head frozen, the cross-entropy of its guess against the
+    uniform distribution over speakers (trains the model only; minimal, log K, when the head
+    cannot tell the K speakers apart)."""
+    head_loss = F.cross_entropy(head(embedding.detach()), speaker)
+    frozen = F.linear(embedding, head.weight.detach(), head.bias.detach())
+    confusion = -F.log_softmax(frozen, dim=1).mean()
+    return head_loss, confusion
 
 
 # Gloo's worker threads free a finished collective's tensors, which needs the GIL; the process
@@ -699,14 +698,15 @@ class _Trainer:
                 output.embedding.float(), target
             )
         if self.speaker_head is not None:
+            speaker = self.speaker_ids[index]
+            embedding = output.embedding.float()
+            head_loss, confusion = speaker_confusion(self.speaker_head, embedding, speaker)
+            if config.mixup > 0:
+                partner_loss, _ = speaker_confusion(self.speaker_head, embedding, speaker[partner])
+                head_loss = lam * head_loss + (1.0 - lam) * partner_loss
             progress = self.step / max(1, self.total_steps)
             strength = config.speaker_adversarial * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1)
-            guess = self.speaker_head(_ReverseGradient.apply(output.embedding.float(), strength))
-            speaker = self.speaker_ids[index]
-            adversary = F.cross_entropy(guess, speaker)
-            if config.mixup > 0:
-                adversary = lam * adversary + (1.0 - lam) * F.cross_entropy(guess, speaker[partner])
-            loss = loss + adversary
+            loss = loss + head_loss + strength * confusion
         if output.reconstruction is not None and config.reconstruction_weight > 0:
             wanted = self.model.input_norm(features)
             loss = loss + config.reconstruction_weight * F.mse_loss(

@@ -1,12 +1,14 @@
-"""Speaker-adversarial training: the gradient reversal, its ramp, resume, and bad settings."""
+"""Speaker-adversarial training: the confusion loss, its ramp, resume, and bad settings."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, weights
 
 import emohrnet_fast as ef
@@ -15,13 +17,27 @@ from emohrnet_fast import checkpoint
 train_module = importlib.import_module("emohrnet_fast.train")
 
 
-def test_reverse_gradient_is_identity_forward_and_negated_scaled_backward():
-    x = torch.randn(5, 7, requires_grad=True)
-    upstream = torch.randn(5, 7)
-    y = train_module._ReverseGradient.apply(x, 0.3)
-    torch.testing.assert_close(y, x, rtol=0, atol=0)
-    y.backward(upstream)
-    torch.testing.assert_close(x.grad, -0.3 * upstream)
+def test_confusion_trains_the_model_and_the_head_loss_only_the_head():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 4)
+    embedding = torch.randn(5, 6, requires_grad=True)
+    speaker = torch.tensor([0, 1, 2, 3, 1])
+    head_loss, confusion = train_module.speaker_confusion(head, embedding, speaker)
+    torch.testing.assert_close(head_loss, F.cross_entropy(head(embedding), speaker))
+    head_loss.backward(retain_graph=True)
+    assert embedding.grad is None and head.weight.grad.abs().sum() > 0
+    head.zero_grad(set_to_none=True)
+    confusion.backward()
+    assert head.weight.grad is None and head.bias.grad is None
+    assert embedding.grad.abs().sum() > 0
+    # Cross-entropy against the uniform distribution: log K exactly when the guess is uniform,
+    # more otherwise.
+    assert confusion > math.log(4)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(0.3)
+    _, uniform = train_module.speaker_confusion(head, embedding, speaker)
+    torch.testing.assert_close(uniform, torch.tensor(math.log(4)))
 
 
 def test_first_step_is_the_plain_one_and_later_steps_differ(corpus):
