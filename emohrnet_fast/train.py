@@ -255,12 +255,13 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
+    device = resolve_device(config.device, "TrainConfig.device")
     labels = _check_data(train_set, val_set)
     teachers = list(teachers)
     check_distillation(len(teachers), config)
     run = Path(out_dir) if out_dir is not None else None
     env = _Distributed()
-    device = env.start(resolve_device(config.device, "TrainConfig.device"))
+    device = env.start(device)
     trainer = None
     try:
         trainer = _Trainer(config, train_set, val_set, labels, device, env, run, teachers)
@@ -320,7 +321,7 @@ def teacher_probabilities(
 
 def _check_data(train_set: Corpus, val_set: Corpus | None) -> tuple[str, ...]:
     for name, data in (("train_set", train_set), ("val_set", val_set)):
-        if data is None:
+        if data is None and name == "val_set":
             continue
         if not isinstance(data, Corpus):
             raise TypeError(f"{name}: expected a Corpus, got {type(data).__name__}")

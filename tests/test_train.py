@@ -327,6 +327,7 @@ def test_whole_utterances_score_each_clip_as_predict_does(reference_run, corpus)
         ("unseen_val", ValueError, r"val_set has labels never seen in train_set: \['sad'\]"),
         ("rate", ValueError, "at 8000 Hz but the model's front-end expects 16000 Hz"),
         ("not_corpus", TypeError, "train_set: expected a Corpus"),
+        ("none", TypeError, "train_set: expected a Corpus, got NoneType"),
         ("resume_no_dir", ValueError, "resume=True needs out_dir"),
     ],
 )
@@ -347,6 +348,8 @@ def test_bad_training_input(corpus, case, error, pattern):
         train_set = dataclasses.replace(corpus, sample_rate=8000)
     elif case == "not_corpus":
         train_set = corpus.waveforms
+    elif case == "none":
+        train_set = None
     elif case == "resume_no_dir":
         kwargs = {"resume": True}
     with pytest.raises(error, match=pattern):
