@@ -123,8 +123,8 @@ _TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": float,
             "metavar": "W",
-            "help": "weight of the reversed gradient of a speaker classifier on the embedding "
-            "(speaker-adversarial training; 0: off)",
+            "help": "speaker-adversarial training: weight of the loss that leaves a speaker "
+            "classifier on the embedding guessing uniformly (domain confusion; 0: off)",
         },
     ),
     "clip_seconds": ("--clip-seconds", {"type": float, "help": "training crop length, s"}),
