@@ -104,16 +104,15 @@ class WeightAverage:
             torch._foreach_copy_(*self._others)
 
 
-def speaker_confusion(head: nn.Linear, embedding: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor]:
-    """The two halves of speaker-adversarial training, for ``embedding (B, D)`` and integer
-    ``speaker (B,)``: the head's cross-entropy on the detached embedding (its gradient trains
-    the head only) and, through the head frozen, the cross-entropy of its guess against the
-    uniform distribution over speakers (trains the model only; minimal, log K, when the head
-    cannot tell the K speakers apart)."""
-    head_loss = F.cross_entropy(head(embedding.detach()), speaker)
+def speaker_confusion(head: nn.Linear, embedding: Tensor) -> tuple[Tensor, Tensor]:
+    """The two halves of speaker-adversarial training for ``embedding (B, D)``: the head's
+    ``(B, K)`` logits on the detached embedding (a cross-entropy on them trains the head
+    only) and, through the head frozen, the cross-entropy of its guess against the uniform
+    distribution over the K speakers (trains the model only; minimal, log K, when the head
+    cannot tell the speakers apart)."""
     frozen = F.linear(embedding, head.weight.detach(), head.bias.detach())
     confusion = -F.log_softmax(frozen, dim=1).mean()
-    return head_loss, confusion
+    return head(embedding.detach()), confusion
 
 
 # Gloo's worker threads free a finished collective's tensors, which needs the GIL; the process
@@ -411,16 +410,16 @@ class _Trainer:
         # Each training clip's speaker: for per-speaker statistics (speaker normalisation) and
         # as the adversary's target.
         self.speaker_stats: SpeakerStats | None = None
-        needs_speakers = [
-            f"{field}={getattr(config, field)!r}"
-            for field in ("speaker_norm", "speaker_adversarial")
-            if getattr(config, field)
-        ]
-        if needs_speakers:
+        if config.speaker_norm or config.speaker_adversarial > 0:
             unknown = sum(u.speaker is None for u in train_set.utterances)
             if unknown:
+                option = (
+                    "speaker_norm=True"
+                    if config.speaker_norm
+                    else f"speaker_adversarial={config.speaker_adversarial!r}"
+                )
                 raise ValueError(
-                    f"TrainConfig.{needs_speakers[0]} needs every training utterance's speaker: "
+                    f"TrainConfig.{option} needs every training utterance's speaker: "
                     f"{unknown} of {n} in train_set {train_set.name!r} have none"
                 )
             speakers = sorted({u.speaker for u in train_set.utterances})
@@ -700,11 +699,10 @@ class _Trainer:
             )
         if self.speaker_head is not None:
             speaker = self.speaker_ids[index]
-            embedding = output.embedding.float()
-            head_loss, confusion = speaker_confusion(self.speaker_head, embedding, speaker)
+            guess, confusion = speaker_confusion(self.speaker_head, output.embedding.float())
+            head_loss = F.cross_entropy(guess, speaker)
             if config.mixup > 0:
-                partner_loss, _ = speaker_confusion(self.speaker_head, embedding, speaker[partner])
-                head_loss = lam * head_loss + (1.0 - lam) * partner_loss
+                head_loss = lam * head_loss + (1.0 - lam) * F.cross_entropy(guess, speaker[partner])
             progress = self.step / max(1, self.total_steps)
             strength = config.speaker_adversarial * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1)
             loss = loss + head_loss + strength * confusion
