@@ -166,15 +166,13 @@ def test_log_mel_with_fused_masks(each_order, config):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize(
-    "case", cases.HR_FUSE_CASES, ids=lambda c: f"branch{c[0]}of{c[1]}{'_cl' if c[2] else ''}"
-)
+@pytest.mark.parametrize("case", cases.HR_FUSE_CASES, ids=lambda c: f"branch{c[0]}of{c[1]}_{c[2]}")
 def test_hr_fuse_forward_and_backward(each_order, dtype, case):
-    branch, n_branches, channels_last = case
+    branch, n_branches, layout = case
     inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, dtype, batch=2, channels=3)
     grad = torch.randn_like(inputs[0])
     expected = cases.hr_fuse_on(inputs, n_same, grad, None)
-    got = each_order(lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, channels_last))
+    got = each_order(lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, layout))
     assert cases.hr_fuse_mismatch(got, expected, n_branches) is None
 
 
@@ -187,7 +185,8 @@ def test_the_gpu_script_passes_on_the_emulation(target, capsys):
 # found exactly once in its file.
 # Grid caps of 2-3 blocks, so every grid-stride loop (over the batch, rows, frames, elements)
 # takes several turns on small inputs: a GPU only does that beyond 65535 examples or rows. And
-# hr_fuse's 64-bit index path, which a GPU takes beyond 2^31 elements.
+# hr_fuse's 64-bit index path, which a GPU takes beyond 2^31 elements (SMALL_GRIDS_32 keeps
+# its 32-bit paths, the dense ones among them).
 SMALL_GRIDS = {
     "log_mel/log_mel_cuda.cu": {
         "kMaxGridY = 65535;": "kMaxGridY = 2;",
@@ -203,6 +202,7 @@ SMALL_GRIDS = {
         "narrow = total <= std::numeric_limits<int32_t>::max();": "narrow = false;",
     },
 }
+SMALL_GRIDS_32 = {"hr_fuse/hr_fuse_cuda.cu": {"kMaxBlocks = 65535;": "kMaxBlocks = 3;"}}
 # Deliberate bugs, each of which the emulation must catch: otherwise the tests above could
 # pass on code that is wrong on a GPU.
 LOAD_BARRIER = "    }\n    __syncthreads();\n\n    if constexpr (kM > 0) {"
@@ -225,6 +225,11 @@ DIVERGENT_BARRIER = {
     LOG_MEL: {REUSE_BARRIER: REUSE_BARRIER.replace("__", "if (threadIdx.x) __", 1)}
 }
 MISSING_REUSE_BARRIER = {**SMALL_GRIDS, LOG_MEL: {**SMALL_GRIDS[LOG_MEL], REUSE_BARRIER: ""}}
+# hr_fuse's dense kernels made wrong (no ReLU in the forward, negated low-res gradients), so
+# the inputs that reach them show which ones do.
+DENSE_KERNELS_BROKEN = {
+    "hr_fuse/hr_fuse_cuda.cu": {"+ i, relu(value));": "+ i, value);", "+ j, sum);": "+ j, -sum);"}
+}
 
 
 def edited_core(label: str, rewrites: dict[str, dict[str, str]], tmp_path_factory):
@@ -274,15 +279,26 @@ def test_small_grids_spec_augment(small_grid_orders):
         assert torch.equal(got, expected)
 
 
+@pytest.fixture(scope="module")
+def small_grid_32_core(emulated_core, tmp_path_factory):
+    return edited_core("small_grids_32", SMALL_GRIDS_32, tmp_path_factory)
+
+
+@pytest.mark.parametrize("index", ["64-bit", "32-bit"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("case", cases.HR_FUSE_CASES[:2], ids=["branch0of4", "branch1of4_cl"])
-def test_small_grids_hr_fuse(small_grid_orders, case, dtype):
-    branch, n_branches, channels_last = case
+@pytest.mark.parametrize(
+    "case",
+    [c for c in cases.HR_FUSE_CASES if c[:2] in ((0, 4), (1, 4), (0, 3))],
+    ids=lambda c: f"branch{c[0]}of{c[1]}_{c[2]}",
+)
+def test_small_grids_hr_fuse(request, monkeypatch, index, case, dtype):
+    core = request.getfixturevalue("small_grid_core" if index == "64-bit" else "small_grid_32_core")
+    branch, n_branches, layout = case
     inputs, n_same = cases.hr_fuse_inputs(branch, n_branches, dtype, batch=2, channels=3)
     grad = torch.randn_like(inputs[0])
     expected = cases.hr_fuse_on(inputs, n_same, grad, None)
-    for got in small_grid_orders(
-        lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, channels_last)
+    for got in in_each_order(
+        core, monkeypatch, lambda t: cases.hr_fuse_on(inputs, n_same, grad, t, layout)
     ):
         assert cases.hr_fuse_mismatch(got, expected, n_branches) is None
 
@@ -343,3 +359,37 @@ def test_the_build_command_prints_the_module(emulated_core):
         [sys.executable, str(script), *flags], capture_output=True, text=True, check=True
     )
     assert Path(done.stdout.strip()) == Path(emulated_core.__file__)
+
+
+@pytest.fixture(scope="module")
+def dense_broken_core(emulated_core, tmp_path_factory):
+    return edited_core("dense_broken", DENSE_KERNELS_BROKEN, tmp_path_factory)
+
+
+# The dense kernels must serve what models pass (every tensor contiguous or channels_last) and
+# nothing else: the strided ones address each tensor through its own strides.
+@checks_the_emulation
+@pytest.mark.parametrize(
+    ("layout", "dense_forward", "dense_backward"),
+    [
+        ("contiguous", True, True),
+        ("channels_last", True, True),
+        ("mixed", False, False),  # channels_last output, contiguous incoming gradient
+        ("sliced", False, True),  # strided inputs, but a dense output and gradients
+    ],
+)
+def test_dense_inputs_take_the_dense_kernels(
+    dense_broken_core, monkeypatch, layout, dense_forward, dense_backward
+):
+    inputs, n_same = cases.hr_fuse_inputs(0, 3, torch.float32, batch=2, channels=3)
+    grad = torch.randn_like(inputs[0])
+    expected = cases.hr_fuse_on(inputs, n_same, grad, None)
+    target = emulated_target(dense_broken_core, monkeypatch, "forward")
+    got = cases.hr_fuse_on(inputs, n_same, grad, target, layout)
+
+    def right(got: torch.Tensor, expected: torch.Tensor) -> bool:
+        return torch.allclose(got, expected, rtol=0, atol=1e-5)  # the two sum in other orders
+
+    assert right(got[0], expected[0]) != dense_forward
+    low_grads = zip(got[1 + n_same :], expected[1 + n_same :], strict=True)
+    assert [right(g, e) for g, e in low_grads] == [not dense_backward] * (len(got) - 1 - n_same)

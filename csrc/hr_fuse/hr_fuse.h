@@ -52,11 +52,14 @@ struct NearestMap {
   int64_t out_size = 1;
   float scale = 1.0f;
 
-  EF_HD int64_t source(int64_t dst) const {
+  // Index: int64_t, or uint32_t in the CUDA kernels' 32-bit paths (the same value).
+  template <typename Index>
+  EF_HD Index source(Index dst) const {
     if (out_size == in_size) return dst;
     if (out_size == 2 * in_size) return dst >> 1;
-    const int64_t src = static_cast<int64_t>(floorf(static_cast<float>(dst) * scale));
-    return src < in_size - 1 ? src : in_size - 1;
+    const Index src = static_cast<Index>(floorf(static_cast<float>(dst) * scale));
+    const Index last = static_cast<Index>(in_size - 1);
+    return src < last ? src : last;
   }
 };
 

@@ -49,8 +49,34 @@ BATCHES = [1, 3]
 MASK_SHAPES = [(1, 1, 1, 1), (3, 2, 40, 13), (5, 128, 401)]
 FUSED_MASK_LENGTH = 16001
 HR_FUSE_SIZES = [(32, 101), (16, 51), (8, 26), (4, 13)]  # EmoHRNet's branches at 128 x 401
-# (output branch, branches, channels_last)
-HR_FUSE_CASES = [(0, 4, False), (1, 4, True), (0, 2, False), (3, 4, False)]
+# (output branch, branches, layout of the inputs: a key of HR_FUSE_LAYOUTS)
+HR_FUSE_CASES = [
+    (0, 4, "contiguous"),
+    (1, 4, "channels_last"),
+    (0, 2, "contiguous"),
+    (3, 4, "contiguous"),
+    (0, 3, "mixed"),
+    (1, 3, "sliced"),
+]
+
+
+def _every_other_column(x: Tensor) -> Tensor:
+    """Same values as x, as a non-contiguous view into a twice-as-wide tensor."""
+    wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+# Input i of a case -> its layout. "contiguous" and "channels_last" take the CUDA kernels'
+# dense paths (also in the backward, whose incoming gradient gets the output's layout);
+# "mixed" and "sliced" take the strided forward ("mixed" the strided backward too: its output
+# is channels_last, its gradient contiguous).
+HR_FUSE_LAYOUTS: dict[str, Callable[[int, Tensor], Tensor]] = {
+    "contiguous": lambda i, x: x,
+    "channels_last": lambda i, x: x.contiguous(memory_format=torch.channels_last),
+    "mixed": lambda i, x: x.contiguous(memory_format=torch.channels_last) if i % 2 == 0 else x,
+    "sliced": lambda i, x: _every_other_column(x),
+}
 
 
 @dataclass(frozen=True)
@@ -115,14 +141,16 @@ def hr_fuse_on(
     n_same: int,
     grad: Tensor,
     target: Target | None,
-    channels_last: bool = False,
+    layout: str = "contiguous",
 ) -> list[Tensor]:
-    """[output, grad of every input] of hr_fuse on the CPU kernel (target None) or a target."""
+    """[output, grad of every input] of hr_fuse on the CPU kernel (target None) or a target,
+    with the inputs in ``layout`` (HR_FUSE_LAYOUTS)."""
     if target is not None:
         inputs = [target.move(t.detach()) for t in inputs]
         grad = target.move(grad)
-    if channels_last:
-        inputs = [t.detach().to(memory_format=torch.channels_last) for t in inputs]
+    inputs = [HR_FUSE_LAYOUTS[layout](i, t.detach()) for i, t in enumerate(inputs)]
+    if layout == "channels_last":
+        grad = grad.contiguous(memory_format=torch.channels_last)
     inputs = [t.detach().requires_grad_() for t in inputs]
     with target.active() if target is not None else contextlib.nullcontext():
         out = hr_fuse(inputs[:n_same], inputs[n_same:])
@@ -192,15 +220,15 @@ def check_hr_fuse(target: Target) -> int:
     """hr_fuse forward and backward, CUDA vs CPU, on the odd EmoHRNet sizes and layouts."""
     failures = 0
     for dtype in (torch.float32, torch.bfloat16):
-        for branch, n_branches, channels_last in HR_FUSE_CASES:
+        for branch, n_branches, layout in HR_FUSE_CASES:
             inputs, n_same = hr_fuse_inputs(branch, n_branches, dtype)
             grad = torch.randn_like(inputs[0])
             expected = hr_fuse_on(inputs, n_same, grad, None)
-            got = hr_fuse_on(inputs, n_same, grad, target, channels_last)
+            got = hr_fuse_on(inputs, n_same, grad, target, layout)
             problem = hr_fuse_mismatch(got, expected, n_branches)
             if problem:
                 failures += 1
-                print(f"MISMATCH {problem}: hr_fuse branch {branch}/{n_branches} {dtype}")
+                print(f"MISMATCH {problem}: hr_fuse branch {branch}/{n_branches} {layout} {dtype}")
     return failures
 
 
