@@ -30,7 +30,8 @@ FUSES = [
     ("branch1 of 4", 1, 4),
 ]
 MODES = ["fwd", "fwd+bwd"]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# "bf16 NHWC": bf16 in channels_last, as the models train and infer on CUDA.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16 NHWC": torch.bfloat16}
 CUDA_MARKS = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")]
 CASES = [
     pytest.param(
@@ -49,13 +50,16 @@ CASES = [
 ]
 
 
-def _inputs(device: str, branch: int, branches: int, dtype: torch.dtype):
+def _inputs(device: str, branch: int, branches: int, dtype_name: str):
     """same_res: the branch itself and every higher branch already strided down to it;
     low_res: every lower branch projected to this branch's channels, at its own size."""
     channels = CHANNELS[branch]
+    layout = torch.channels_last if dtype_name.endswith("NHWC") else torch.contiguous_format
 
     def x(k):
-        return torch.randn(BATCH, channels, 32 >> k, WIDTHS[k], device=device, dtype=dtype)
+        shape = (BATCH, channels, 32 >> k, WIDTHS[k])
+        t = torch.randn(shape, device=device, dtype=DTYPES[dtype_name])
+        return t.contiguous(memory_format=layout)
 
     same = [x(branch) for _ in range(branch + 1)]
     low = [x(k) for k in range(branch + 1, branches)]
@@ -78,7 +82,7 @@ def _runner(fn, same, low, mode: str):
     same = [t.requires_grad_() for t in same]
     low = [t.requires_grad_() for t in low]
     inputs = same + low
-    grad = torch.randn_like(same[0])
+    grad = torch.randn_like(same[0])  # in same[0]'s layout, as the layers after it give
 
     def run():
         return torch.autograd.grad(fn(same, low), inputs, grad)
@@ -92,7 +96,7 @@ def _workload(fuse, mode, dtype_name):
 
 @pytest.mark.parametrize("device,fuse,mode,dtype_name", CASES)
 def test_ours(timer, device, fuse, mode, dtype_name):
-    same, low = _inputs(device, fuse[1], fuse[2], DTYPES[dtype_name])
+    same, low = _inputs(device, fuse[1], fuse[2], dtype_name)
     timer(
         _runner(hr_fuse, same, low, mode),
         workload=_workload(fuse, mode, dtype_name),
@@ -106,7 +110,7 @@ def test_ours(timer, device, fuse, mode, dtype_name):
 
 @pytest.mark.parametrize("device,fuse,mode,dtype_name", CASES)
 def test_eager_reference(timer, device, fuse, mode, dtype_name):
-    same, low = _inputs(device, fuse[1], fuse[2], DTYPES[dtype_name])
+    same, low = _inputs(device, fuse[1], fuse[2], dtype_name)
     timer(
         _runner(partial(reference.hr_fuse, check=False), same, low, mode),
         workload=_workload(fuse, mode, dtype_name),
@@ -120,7 +124,7 @@ def test_eager_reference(timer, device, fuse, mode, dtype_name):
 
 @pytest.mark.parametrize("device,fuse,mode,dtype_name", [c for c in CASES if c.values[0] == "cuda"])
 def test_compiled_reference(timer, device, fuse, mode, dtype_name):
-    same, low = _inputs(device, fuse[1], fuse[2], DTYPES[dtype_name])
+    same, low = _inputs(device, fuse[1], fuse[2], dtype_name)
     compiled = torch.compile(partial(reference.hr_fuse, check=False))
     run = _runner(compiled, same, low, mode)
     run()
