@@ -444,7 +444,7 @@ class Predictor:
         speaker = None
         if audio is not None:
             clips, _ = self._clips(audio, sample_rate, pad=True)
-            if not clips:
+            if len(clips) == 0:
                 raise ValueError("adapt(): audio holds no clips")
             moments = 0
             with torch.inference_mode():
@@ -545,6 +545,8 @@ class Predictor:
 
     def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
         clips, single = self._clips(audio, sample_rate, pad=True)
+        if isinstance(clips, Tensor):  # a (clips, time) batch: equal lengths, one tensor
+            return self.batch_logits(clips), single
         out = torch.empty(len(clips), len(self.labels))
         buckets: dict[int, list[int]] = {}
         for i, clip in enumerate(clips):
@@ -653,10 +655,12 @@ class Predictor:
 
     def _clips(
         self, audio: AudioInput, sample_rate: int | None, *, pad: bool
-    ) -> tuple[list[Tensor], bool]:
+    ) -> tuple[list[Tensor] | Tensor, bool]:
         """Mono float32 waveforms at the model's rate (padded to the minimum length when
         ``pad``; tensors stay on their device, the rest is on the CPU), and whether ``audio``
-        was a single clip."""
+        was a single clip. A non-empty ``(clips, time)`` batch stays one ``(clips, time)``
+        tensor: splitting it into rows and stacking them again cost a Python step per clip
+        and a copy of the batch."""
         rate = self.sample_rate
         if isinstance(audio, str | os.PathLike):
             clips, single = [_load_path(audio, rate)], True
@@ -673,7 +677,11 @@ class Predictor:
             elif samples.shape[0] == 0:
                 clips = []
             else:  # validated and resampled as one tensor: one host sync, not one per row
-                clips = list(_checked(None, samples, sample_rate, rate).unbind(0))
+                batch = _checked(None, samples, sample_rate, rate)
+                if pad and batch.shape[1] < self.min_samples:
+                    _warn_short(_plural("clip", list(range(len(batch)))), batch.shape[1], self)
+                    batch = torch.nn.functional.pad(batch, (0, self.min_samples - batch.shape[1]))
+                return batch, False
         elif isinstance(audio, list | tuple):
             single, clips = False, []
             for i, item in enumerate(audio):

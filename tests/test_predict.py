@@ -225,6 +225,9 @@ def test_short_clips_are_padded_to_the_model_minimum_with_a_warning(predictor, s
     assert torch.equal(result[1], probs(predictor, padded))
     with pytest.warns(UserWarning, match=r"clips 0, 1 are shorter"):
         predictor([short, short[:10]], RATE)
+    with pytest.warns(UserWarning, match=r"clips 0, 1 are shorter .*shortest: 1000 samples"):
+        batch = predictor.probabilities(torch.stack([short, short.flip(0)]), RATE)
+    assert torch.equal(batch[0], probs(predictor, padded))
     with pytest.warns(UserWarning, match="clip 0 is shorter") as record:
         predictor(short[:1], RATE)
     assert record[0].filename == __file__  # attributed to the caller, not the library
