@@ -127,7 +127,10 @@ _TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
             "classifier on the embedding guessing uniformly (domain confusion; 0: off)",
         },
     ),
-    "clip_seconds": ("--clip-seconds", {"type": float, "help": "training crop length, s"}),
+    "clip_seconds": (
+        "--clip-seconds",
+        {"type": float, "help": "training crop length (and validation window), s"},
+    ),
     "seed": ("--seed", {"type": int}),
     "device": ("--device", {"help": "cpu, cuda, cuda:1 (default: CUDA when usable)"}),
     "precision": ("--precision", {"choices": ("fp32", "bf16")}),
@@ -148,6 +151,11 @@ _TRAIN_SWITCH_HELP: dict[str, tuple[str, str]] = {
         "--speaker-norm",
         "speaker normalisation: standardise each speaker's features with its own "
         "statistics (evaluation then uses each test speaker's unlabelled audio)",
+    ),
+    "eval_whole": (
+        "--eval-whole",
+        "score validation and test utterances whole, as predict does, not in centred "
+        "--clip-seconds windows (for training on shorter crops)",
     ),
     "compile": ("--compile", "torch.compile"),
 }

@@ -235,7 +235,11 @@ class TrainConfig:
     model: str = "emohrnet_small"  # a name from emohrnet_fast.models.list_models()
     model_overrides: dict = dataclasses.field(default_factory=dict)  # model config fields
     frontend: FrontEndConfig | None = None  # None: the model preset's default_frontend
-    clip_seconds: float = 2.0  # training crops (random) and validation crops (centred), s
+    clip_seconds: float = 2.0  # training crops (random) and validation windows (centred), s
+    # Score validation and test utterances whole, as predict() does, not in centred
+    # clip_seconds windows: for training on crops shorter than the utterances. Only utterances
+    # of equal length share a forward pass, so a corpus of many lengths evaluates slower.
+    eval_whole: bool = False
     # "auto": SpecAugmentConfig() for models whose paper trains with it (EmoHRNet), None for
     # the others (the center-loss CNN; frequency masks also make little sense on MFCCs).
     spec_augment: SpecAugmentConfig | Literal["auto"] | None = "auto"
@@ -270,8 +274,8 @@ class TrainConfig:
     # Knowledge distillation (Hinton et al. 2015) from teacher models passed to train(): the
     # loss is (1 - distill_weight) x the hard-label loss + distill_weight x T^2 x KL(teachers'
     # mean softmax at temperature T || the model's softmax at T), T = distill_temperature.
-    # The teachers score each training utterance once (centred crop, no masks) before the
-    # first step. 0: off (and no teachers allowed).
+    # The teachers score each training utterance once (as validation scores it, no masks)
+    # before the first step. 0: off (and no teachers allowed).
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
     # Speaker-adversarial training: a linear head learns to name each training clip's speaker
@@ -309,6 +313,11 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"TrainConfig has no field(s) {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
+
+    @property
+    def eval_clip_seconds(self) -> float | None:
+        """The window validation and tests score, s (None: whole utterances)."""
+        return None if self.eval_whole else self.clip_seconds
 
     def to_dict(self) -> dict:
         """JSON-ready dict (nested configs as dicts, tuples as lists)."""
@@ -387,7 +396,7 @@ def _validate_train(c: TrainConfig) -> None:
         fail("distill_temperature", "a temperature in (0, 100]")
     if not (_is_number(c.speaker_adversarial) and 0 <= c.speaker_adversarial <= 10):
         fail("speaker_adversarial", "a weight in [0, 10] (0: off)")
-    for field in ("balance_classes", "speaker_norm"):
+    for field in ("balance_classes", "speaker_norm", "eval_whole"):
         if not isinstance(getattr(c, field), bool):
             fail(field, "True or False")
     if not c.reconstruction_weight >= 0:

@@ -578,7 +578,10 @@ def _run_fold(
     test_set = corpus.subset(split.test)
     targets_for(model, test_set)  # a clear error for test labels the fold never trained on
     logits = dataset_logits(
-        model, test_set, device=next(model.parameters()).device, clip_seconds=config.clip_seconds
+        model,
+        test_set,
+        device=next(model.parameters()).device,
+        clip_seconds=config.eval_clip_seconds,
     )
     saved = {
         "labels": list(model.labels),

@@ -220,7 +220,8 @@ def train(
         config: the run's settings (:class:`~emohrnet_fast.TrainConfig`).
         train_set: a corpus with waveforms loaded at the front-end's sample rate (e.g.
             ``corpus.subset(split.train)``). Its ``labels`` are the model's classes.
-        val_set: optional; scored after every epoch (centred ``clip_seconds`` windows), and
+        val_set: optional; scored after every epoch (centred ``clip_seconds`` windows, or
+            whole utterances with ``eval_whole``), and
             the epoch with the best UA is kept as the best checkpoint.
         teachers: trained models to distil from when ``config.distill_weight > 0`` (e.g. a
             seed ensemble's models; :func:`load_model` gives them from checkpoints). Each
@@ -403,7 +404,7 @@ class _Trainer:
                 labels,
                 config.distill_temperature,
                 device=device,
-                clip_seconds=config.clip_seconds,
+                clip_seconds=config.eval_clip_seconds,
             )
             self.teacher_probs = probs[shard].to(device)
         self.batch = min(config.batch_size, per_rank)
@@ -745,7 +746,7 @@ class _Trainer:
             self.val_set,
             batch_size=max(self.batch, 64),
             device=self.device,
-            clip_seconds=self.config.clip_seconds,
+            clip_seconds=self.config.eval_clip_seconds,
         )
         labels, targets = targets_for(self.output_model, self.val_set)
         return Report.from_predictions(targets, logits.argmax(dim=1), labels)

@@ -17,6 +17,7 @@ from train_fixtures import SPEAKERS, TINY, make_tiny_emodb, tiny_corpus
 import emohrnet_fast as ef
 from emohrnet_fast import checkpoint
 from emohrnet_fast.cli import main
+from emohrnet_fast.evaluate import dataset_logits
 
 crossval_module = importlib.import_module("emohrnet_fast.crossval")
 ONE_EPOCH = TINY.replace(epochs=1)
@@ -51,6 +52,23 @@ def test_speaker_normalised_study_says_so(corpus):
     assert "speaker-normalised with each test speaker's unlabelled audio" in result.markdown()
     plain = ef.cross_validate(ONE_EPOCH, corpus, "loso", folds=[1], quiet=True)
     assert "speaker-normalised" not in plain.markdown()
+
+
+@pytest.mark.parametrize("eval_whole", [False, True])
+def test_folds_test_centred_windows_or_whole_utterances(corpus, tmp_path, eval_whole):
+    """TINY trains on 0.5-s crops of EmoDB's 2-s clips; a fold tests centred 0.5-s windows,
+    or with eval_whole the whole clips, as predict() scores them."""
+    config = ONE_EPOCH.replace(eval_whole=eval_whole)
+    split = ef.data.splits(corpus, "loso")[2]
+    ef.cross_validate(config, corpus, "loso", folds=[2], out_dir=tmp_path, quiet=True)
+    saved = json.loads((tmp_path / "fold-02" / "predictions.json").read_text())
+    model = ef.load_model(tmp_path / "fold-02" / "run")
+    test = corpus.subset(split.test)
+    whole, window = (dataset_logits(model, test, clip_seconds=c) for c in (None, 0.5))
+    expected, other = (whole, window) if eval_whole else (window, whole)
+    # logits saved to 5 decimals; one epoch leaves them close to each other, not that close
+    torch.testing.assert_close(torch.tensor(saved["logits"]), expected, atol=1e-5, rtol=0)
+    assert (expected - other).abs().max() > 1e-3
 
 
 def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
@@ -171,6 +189,7 @@ def test_cli_training_flags_reach_the_config():
             "0.1",
             "--balance-classes",
             "--speaker-norm",
+            "--eval-whole",
             "--ema",
             "0.99",
             "--compile",
@@ -181,10 +200,12 @@ def test_cli_training_flags_reach_the_config():
     config = _train_config(args)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
     assert config.balance_classes is True and config.speaker_norm is True
+    assert config.eval_whole is True and config.eval_clip_seconds is None
     assert config.ema_decay == 0.99
     assert (config.compile, config.compile_mode) == (True, "reduce-overhead")
     default = _train_config(_parser().parse_args(argv))
     assert (default.mixup, default.balance_classes, default.speaker_norm) == (0.0, False, False)
+    assert default.eval_clip_seconds == default.clip_seconds
     assert default.ema_decay == 0.0
 
 
