@@ -335,8 +335,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Picks the index width (32-bit whenever the whole index space fits, for cheap div/mod) and
-// the walk order, then launches Kernel<T, Index, kChannelsInner>.
-// Dense kernels (Kernel::launch_dense) when `layout` is one and the index space fits in int32.
+// the walk order, then launches Kernel<T, Index, kChannelsInner>: its dense kernel
+// (launch_dense) when every tensor shares a dense `layout` and the index is 32-bit.
 template <typename T, template <typename, typename, bool> class Kernel, typename Buffers>
 void launch(const Params& p, const Buffers& buf, int64_t total, bool channels_inner,
             Layout layout, cudaStream_t stream, const char* what) {
@@ -344,9 +344,10 @@ void launch(const Params& p, const Buffers& buf, int64_t total, bool channels_in
   const unsigned blocks =
       static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, kMaxBlocks));
   const bool narrow = total <= std::numeric_limits<int32_t>::max();
-  if (narrow && layout != Layout::kStrided) {
-    Kernel<T, uint32_t, true>::launch_dense(blocks, kThreads, stream, p, buf,
-                                            layout == Layout::kNHWC);
+  if (narrow && layout == Layout::kNHWC) {
+    Kernel<T, uint32_t, true>::launch_dense(blocks, kThreads, stream, p, buf);
+  } else if (narrow && layout == Layout::kNCHW) {
+    Kernel<T, uint32_t, false>::launch_dense(blocks, kThreads, stream, p, buf);
   } else if (narrow && channels_inner) {
     Kernel<T, uint32_t, true>::launch(blocks, kThreads, stream, p, buf);
   } else if (narrow) {
@@ -365,14 +366,11 @@ struct ForwardKernel {
                      const ForwardBuffers& buf) {
     forward_kernel<T, Index, kChannelsInner><<<blocks, threads, 0, stream>>>(p, buf);
   }
+  // Index is uint32_t here; channels innermost means NHWC.
   static void launch_dense(unsigned blocks, int threads, cudaStream_t stream, const Params& p,
-                           const ForwardBuffers& buf, bool nhwc) {
+                           const ForwardBuffers& buf) {
     const DenseShape d = dense_shape(p);
-    if (nhwc) {
-      dense_forward_kernel<T, true><<<blocks, threads, 0, stream>>>(p, buf, d);
-    } else {
-      dense_forward_kernel<T, false><<<blocks, threads, 0, stream>>>(p, buf, d);
-    }
+    dense_forward_kernel<T, kChannelsInner><<<blocks, threads, 0, stream>>>(p, buf, d);
   }
 };
 
@@ -382,14 +380,11 @@ struct BackwardKernel {
                      const BackwardBuffers& buf) {
     backward_kernel<T, Index, kChannelsInner><<<blocks, threads, 0, stream>>>(p, buf);
   }
+  // Index is uint32_t here; channels innermost means NHWC.
   static void launch_dense(unsigned blocks, int threads, cudaStream_t stream, const Params& p,
-                           const BackwardBuffers& buf, bool nhwc) {
+                           const BackwardBuffers& buf) {
     const DenseShape d = dense_shape(p);
-    if (nhwc) {
-      dense_backward_kernel<T, true><<<blocks, threads, 0, stream>>>(p, buf, d);
-    } else {
-      dense_backward_kernel<T, false><<<blocks, threads, 0, stream>>>(p, buf, d);
-    }
+    dense_backward_kernel<T, kChannelsInner><<<blocks, threads, 0, stream>>>(p, buf, d);
   }
 };
 
