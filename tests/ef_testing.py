@@ -47,6 +47,14 @@ def frame_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float(ratio.max()) if ratio.numel() else 0.0
 
 
+def every_other_column(x: torch.Tensor) -> torch.Tensor:
+    """Same values as x, as a non-contiguous view: every other column of a twice-as-wide
+    tensor."""
+    wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
 def emodb_files(count: int) -> list[Path]:
     files = sorted(EMODB.glob("*.wav")) or sorted((EMODB / "wav").glob("*.wav"))
     if not files:

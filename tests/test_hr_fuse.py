@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ef_testing import DEVICES
+from ef_testing import DEVICES, every_other_column
 
 from emohrnet_fast.ops import hr_fuse, reference
 from emohrnet_fast.ops.hr_fuse import (
@@ -141,13 +141,6 @@ def _channels_last(x):
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _sliced(x):
-    """Same values as x, non-contiguous: every other column of a twice-as-wide tensor."""
-    wide = torch.empty(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
-    wide[..., ::2] = x
-    return wide[..., ::2]
-
-
 def _expanded_batch(x):
     """Stride 0 over the batch: every example is the first one."""
     return x[:1].expand_as(x)
@@ -157,7 +150,7 @@ LAYOUTS = {
     "channels_last": lambda i, x: _channels_last(x),
     "mixed": lambda i, x: _channels_last(x) if i % 2 == 0 else x,
     "mixed-other-first": lambda i, x: _channels_last(x) if i % 2 else x,
-    "sliced": lambda i, x: _sliced(x),
+    "sliced": lambda i, x: every_other_column(x),
     "transposed-hw": lambda i, x: x.transpose(2, 3).contiguous().transpose(2, 3),
     "expanded": lambda i, x: _expanded_batch(x),
 }

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ef_testing import frame_relative_error
+from ef_testing import every_other_column, frame_relative_error
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.augment import SpecAugment
@@ -60,13 +60,6 @@ HR_FUSE_CASES = [
 ]
 
 
-def _every_other_column(x: Tensor) -> Tensor:
-    """Same values as x, as a non-contiguous view into a twice-as-wide tensor."""
-    wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
-    wide[..., ::2] = x
-    return wide[..., ::2]
-
-
 # Input i of a case -> its layout. "contiguous" and "channels_last" take the CUDA kernels'
 # dense paths (also in the backward, whose incoming gradient gets the output's layout);
 # "mixed" and "sliced" take the strided forward ("mixed" the strided backward too: its output
@@ -75,7 +68,7 @@ HR_FUSE_LAYOUTS: dict[str, Callable[[int, Tensor], Tensor]] = {
     "contiguous": lambda i, x: x,
     "channels_last": lambda i, x: x.contiguous(memory_format=torch.channels_last),
     "mixed": lambda i, x: x.contiguous(memory_format=torch.channels_last) if i % 2 == 0 else x,
-    "sliced": lambda i, x: _every_other_column(x),
+    "sliced": lambda i, x: every_other_column(x),
 }
 
 
