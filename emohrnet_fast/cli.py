@@ -182,7 +182,24 @@ _SPEC_AUGMENT_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+# FrontEndConfig fields a training command may change; the rest keep the model preset's.
+_FRONTEND_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sample_rate": (
+        "--sample-rate",
+        {"type": int, "metavar": "HZ", "help": "the corpus is decoded (resampled) to this rate"},
+    ),
+    "n_mels": (
+        "--n-mels",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "Mel bands (SpecAugment's --freq-width counts these bands: 27 by default)",
+        },
+    ),
+    "n_mfcc": ("--n-mfcc", {"type": int, "metavar": "N", "help": "MFCCs of the Mel bands"}),
+}
 TRAIN_VALUE_FLAGS = {field: flag for field, (flag, _) in _TRAIN_VALUE_OPTIONS.items()}
+FRONTEND_FLAGS = {field: flag for field, (flag, _) in _FRONTEND_OPTIONS.items()}
 TRAIN_SWITCHES = {field: flag for field, (flag, _) in _TRAIN_SWITCH_HELP.items()}
 SPEC_AUGMENT_FLAGS = {field: flag for field, (flag, _) in _SPEC_AUGMENT_OPTIONS.items()}
 
@@ -192,7 +209,7 @@ def _dest(flag: str) -> str:
 
 
 def _train_config(args: argparse.Namespace):
-    from emohrnet_fast import SpecAugmentConfig, TrainConfig
+    from emohrnet_fast import SpecAugmentConfig, TrainConfig, models
 
     flags = {**TRAIN_VALUE_FLAGS, **TRAIN_SWITCHES}
     fields = {field: getattr(args, _dest(flag)) for field, flag in flags.items()}
@@ -203,6 +220,11 @@ def _train_config(args: argparse.Namespace):
         fields["spec_augment"] = None
     elif masks:
         fields["spec_augment"] = SpecAugmentConfig(**masks)
+    frontend = {field: getattr(args, _dest(flag)) for field, flag in FRONTEND_FLAGS.items()}
+    frontend = {key: value for key, value in frontend.items() if value is not None}
+    if frontend:
+        model = fields.get("model", TrainConfig.model)
+        fields["frontend"] = models.model_config(model).frontend.replace(**frontend)
     return TrainConfig(**fields)
 
 
@@ -494,6 +516,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, action="store_true", default=None, help=help_text)
     group.add_argument("--no-augment", action="store_true", help="no SpecAugment")
     for flag, options in _SPEC_AUGMENT_OPTIONS.values():
+        group.add_argument(flag, **options)
+    group = parser.add_argument_group("front-end (defaults: the model preset's FrontEndConfig)")
+    for flag, options in _FRONTEND_OPTIONS.values():
         group.add_argument(flag, **options)
 
 

@@ -19,8 +19,13 @@ from typing import Any
 
 import torch
 
-from emohrnet_fast import checkpoint
-from emohrnet_fast.cli import SPEC_AUGMENT_FLAGS, TRAIN_SWITCHES, TRAIN_VALUE_FLAGS
+from emohrnet_fast import checkpoint, models
+from emohrnet_fast.cli import (
+    FRONTEND_FLAGS,
+    SPEC_AUGMENT_FLAGS,
+    TRAIN_SWITCHES,
+    TRAIN_VALUE_FLAGS,
+)
 from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
 
 CARD_FILE = "MODEL_CARD.md"
@@ -152,7 +157,7 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
     for field, flag in TRAIN_SWITCHES.items():
         if field not in _MACHINE_FIELDS and getattr(config, field):
             parts.append(flag)
-    flagged = {"model", "spec_augment", *TRAIN_VALUE_FLAGS, *TRAIN_SWITCHES}
+    flagged = {"model", "spec_augment", "frontend", *TRAIN_VALUE_FLAGS, *TRAIN_SWITCHES}
     others = [
         f"{f.name}={getattr(config, f.name)!r}"
         for f in dataclasses.fields(TrainConfig)
@@ -167,6 +172,18 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
         # mask_value and p have no flag: named after the command when not the defaults.
         if augment != SpecAugmentConfig(**flagged_augment):
             others.append(f"spec_augment={augment!r}")
+    if config.frontend is not None:
+        preset = models.model_config(config.model).frontend
+        changed = {
+            f.name: getattr(config.frontend, f.name)
+            for f in dataclasses.fields(FrontEndConfig)
+            if getattr(config.frontend, f.name) != getattr(preset, f.name)
+        }
+        # Flags take integers: a change to None (e.g. no Mel filterbank) is named instead.
+        if all(field in FRONTEND_FLAGS and value is not None for field, value in changed.items()):
+            parts += [f"{FRONTEND_FLAGS[field]} {value}" for field, value in changed.items()]
+        else:
+            others.append(f"frontend={config.frontend!r}")
     command = " ".join(parts)
     return command + (f"  (and TrainConfig {', '.join(others)})" if others else "")
 

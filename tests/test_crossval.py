@@ -195,9 +195,14 @@ def test_cli_training_flags_reach_the_config():
             "--compile",
             "--compile-mode",
             "reduce-overhead",
+            "--n-mels",
+            "64",
+            "--sample-rate",
+            "8000",
         ]
     )
     config = _train_config(args)
+    assert config.frontend == ef.FrontEndConfig(n_mels=64, sample_rate=8000)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
     assert config.balance_classes is True and config.speaker_norm is True
     assert config.eval_whole is True and config.eval_clip_seconds is None
@@ -206,7 +211,7 @@ def test_cli_training_flags_reach_the_config():
     default = _train_config(_parser().parse_args(argv))
     assert (default.mixup, default.balance_classes, default.speaker_norm) == (0.0, False, False)
     assert default.eval_clip_seconds == default.clip_seconds
-    assert default.ema_decay == 0.0
+    assert default.ema_decay == 0.0 and default.frontend is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import torch
 from train_fixtures import TINY, tiny_corpus
 
 import emohrnet_fast as ef
-from emohrnet_fast import checkpoint
+from emohrnet_fast import checkpoint, models
 from emohrnet_fast.cli import _parser, _train_config, main
 from emohrnet_fast.export import CARD_FILE, DTYPES, _cv_command, export_fold
 
@@ -81,8 +81,25 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
             spec_augment=ef.SpecAugmentConfig(freq_masks=3, time_masks=3, time_width=0.15),
         ),
         ef.TrainConfig(epochs=2, spec_augment=ef.SpecAugmentConfig(freq_width=13, time_width=40)),
+        ef.TrainConfig(epochs=2, frontend=ef.FrontEndConfig(n_mels=64)),
+        ef.TrainConfig(
+            model="centerloss_cnn_mfcc",
+            epochs=2,
+            frontend=models.model_config("centerloss_cnn_mfcc").frontend.replace(
+                sample_rate=8000, n_mfcc=20
+            ),
+        ),
     ],
-    ids=["defaults", "no-augment", "adamw-bf16", "masks", "regularisers", "mask-widths"],
+    ids=[
+        "defaults",
+        "no-augment",
+        "adamw-bf16",
+        "masks",
+        "regularisers",
+        "mask-widths",
+        "mel-bands",
+        "mfcc-8khz",
+    ],
 )
 def test_card_command_reproduces_the_config(config):
     summary = {"corpus": "emodb", "root": "/data/emodb", "protocol": "loso"}
@@ -90,6 +107,19 @@ def test_card_command_reproduces_the_config(config):
     assert "(and TrainConfig" not in command  # every field here has a flag
     args = _parser().parse_args(shlex.split(command)[1:])
     assert _train_config(args) == config
+
+
+def test_card_command_names_front_end_changes_without_a_flag():
+    linear = ef.FrontEndConfig(n_mels=None, n_fft=400)
+    command = _cv_command(
+        {"corpus": "emodb", "root": "r", "protocol": "loso"}, ef.TrainConfig(frontend=linear)
+    )
+    assert "--n-mels" not in command and f"(and TrainConfig frontend={linear!r})" in command
+    # The preset's own front-end, given explicitly, needs no flag at all.
+    preset = models.model_config("emohrnet_small").frontend
+    assert "--n-mels" not in _cv_command(
+        {"corpus": "emodb", "root": "r", "protocol": "loso"}, ef.TrainConfig(frontend=preset)
+    )
 
 
 def test_card_command_names_spec_augment_fields_without_a_flag():
