@@ -147,6 +147,24 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(compiled(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("fuse", ["kernel", "reference"])
+def test_torch_export_keeps_batch_and_frames_dynamic(fuse):
+    """One export serves every clip length: the fuse's size checks add no shape guards (the
+    33-frame minimum is PyTorch's own guard: the lowest branch's width must not be 1)."""
+    torch.manual_seed(0)
+    model = models.create("emohrnet_compact", num_classes=4, fuse=fuse).eval()
+    batch, frames = torch.export.Dim("batch"), torch.export.Dim("frames", min=33, max=4000)
+    exported = torch.export.export(
+        model, (torch.randn(2, 1, 64, 101),), dynamic_shapes=({0: batch, 3: frames},)
+    )
+    targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert ("emohrnet_fast.hr_fuse.default" in targets) == (fuse == "kernel")
+    for shape in [(3, 1, 64, 401), (1, 1, 64, 33), (2, 1, 64, 77)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(exported.module()(x).logits, model(x).logits)
+
+
 @pytest.mark.parametrize(
     "preset,timm_name",
     [

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from emohrnet_fast._extension import _C
 from emohrnet_fast.ops._checks import (
@@ -252,6 +253,19 @@ def check_inputs(
     :func:`emohrnet_fast.ops.reference.hr_fuse`) accepts any device PyTorch runs on."""
     if kernel and _accepted(same_res, low_res):
         return list(same_res), list(low_res)
+    return _checked(same_res, low_res, kernel)
+
+
+def _exceeds(size: int, limit: int) -> bool:
+    """``size > limit`` where the shapes decide it. In traced code (torch.compile, export) a
+    relation between symbolic sizes that they leave open counts as False, so it adds no
+    guard: torch.export then keeps the frame axis dynamic (a low branch's ``(T - 1) // 32 +
+    1 <= (T - 1) // 4 + 1`` holds for every T, but the solver cannot prove it). Nothing is
+    lost: the kernels clamp every source index to its input, so no sizes read out of bounds."""
+    return statically_known_true(size > limit)
+
+
+def _checked(same_res: object, low_res: object, kernel: bool) -> tuple[list[Tensor], list[Tensor]]:
     same = check_tensor_list("same_res", same_res, 1, MAX_SAME_RES)
     low = check_tensor_list("low_res", low_res, 0, MAX_LOW_RES)
     named = [(f"same_res[{i}]", x) for i, x in enumerate(same)]
@@ -269,7 +283,7 @@ def check_inputs(
     if kernel:
         check_device_supported("same_res[0]", ref)
     batch, channels, height, width = ref.shape
-    if height == 0 or width == 0:
+    if _exceeds(1, height) or _exceeds(1, width):
         raise ValueError(f"same_res[0]: expected H, W >= 1, got shape {tuple(ref.shape)}")
     for name, x in named[1:]:
         if x.device != ref.device:
@@ -289,7 +303,7 @@ def check_inputs(
             )
     for name, x in named[len(same) :]:
         h, w = x.shape[2:]
-        if not (1 <= h <= height and 1 <= w <= width):
+        if _exceeds(1, h) or _exceeds(1, w) or _exceeds(h, height) or _exceeds(w, width):
             raise ValueError(
                 f"{name}: expected 1 <= (h, w) <= (H, W) = ({height}, {width}) of same_res[0] "
                 f"(hr_fuse only upsamples), got ({h}, {w})"
@@ -323,9 +337,10 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
 
     Supports: autograd, torch.compile (fullgraph).
     """
-    same, low = check_inputs(same_res, low_res)
     if torch.compiler.is_compiling():
-        return _hr_fuse_op(same, low)
+        # Not check_inputs: its fast path compares sizes, a shape guard in traced code.
+        return _hr_fuse_op(*_checked(same_res, low_res, kernel=True))
+    same, low = check_inputs(same_res, low_res)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (*same, *low)):
         return _EagerHrFuse.apply(len(same), *same, *low)
     return _launch_forward(same, low)  # inference: no autograd node to build
