@@ -202,7 +202,8 @@ def test_cli_training_flags_reach_the_config():
         ]
     )
     config = _train_config(args)
-    assert config.frontend == ef.FrontEndConfig(n_mels=64, sample_rate=8000)
+    preset = ef.models.model_config("centerloss_cnn_mfcc").frontend  # TINY_ARGS' model
+    assert config.frontend == preset.replace(n_mels=64, sample_rate=8000)
     assert (config.mixup, config.label_smoothing, config.speed_perturb) == (0.2, 0.1, 0.1)
     assert config.balance_classes is True and config.speaker_norm is True
     assert config.eval_whole is True and config.eval_clip_seconds is None
