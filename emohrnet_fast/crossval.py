@@ -37,7 +37,7 @@ from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.splits import Split, splits
-from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
+from emohrnet_fast.evaluate import Report, dataset_logits, shared_speaker_audio, targets_for
 from emohrnet_fast.train import check_distillation, is_main_process, process_group, train
 
 _METRICS = ("wa", "ua", "macro_f1")
@@ -582,6 +582,11 @@ def _run_fold(
         test_set,
         device=next(model.parameters()).device,
         clip_seconds=config.eval_clip_seconds,
+        # Speaker normalisation: a test speaker who also trained keeps the training
+        # statistics (speaker-dependent protocols); LOSO's test speakers use their own audio.
+        speaker_audio=shared_speaker_audio(corpus, test_set, split.train.tolist())
+        if config.speaker_norm
+        else None,
     )
     saved = {
         "labels": list(model.labels),

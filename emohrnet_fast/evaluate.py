@@ -198,6 +198,7 @@ def evaluate(
     batch_size: int = 64,
     device: torch.device | str | None = None,
     clip_seconds: float | None = None,
+    speaker_audio: Corpus | None = None,
     meta: dict | None = None,
 ) -> Report:
     """Classify every utterance of ``dataset`` and score it: WA, UA, macro-F1, per class, and
@@ -220,6 +221,14 @@ def evaluate(
             as :func:`~emohrnet_fast.predict` scores it; one shorter than the model's minimum
             is zero-padded to it, with a warning). A corpus where almost every length differs
             then runs nearly a clip per forward pass: pass ``clip_seconds`` for speed.
+        speaker_audio: for a speaker-normalised model, unlabelled audio of the dataset's
+            speakers (e.g. the training set): a speaker with utterances here is standardised
+            with their statistics, the ones training gave that speaker, and every other
+            speaker with the statistics of their own utterances in ``dataset`` (the default
+            for all). Pass the training set when the dataset's speakers were also trained
+            on (speaker-dependent splits): a test set's few clips of a speaker, with their
+            own mix of emotions, give statistics unlike the training set's. Ignored for
+            models trained without speaker normalisation.
         meta: stored in :attr:`Report.meta` (corpus, fold, ...).
 
     Returns:
@@ -230,7 +239,12 @@ def evaluate(
     labels, targets = targets_for(model, dataset)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     logits = dataset_logits(
-        model, dataset, batch_size=batch_size, device=device, clip_seconds=clip_seconds
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        clip_seconds=clip_seconds,
+        speaker_audio=speaker_audio,
     )
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
     scores = torch.softmax(logits / unwrap(model).temperature, dim=1)
@@ -266,8 +280,10 @@ def dataset_logits(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     clip_seconds: float | None = None,
+    speaker_audio: Corpus | None = None,
 ) -> Tensor:
-    """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order."""
+    """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order
+    (``speaker_audio``: see :func:`evaluate`)."""
     from emohrnet_fast.checkpoint import unwrap
     from emohrnet_fast.infer import Predictor
 
@@ -301,11 +317,35 @@ def dataset_logits(
             f"dataset {dataset.name!r}: the model was trained with speaker normalisation, "
             f"which needs every utterance's speaker; {speakers.count(None)} have none"
         )
+    known: dict[str, list[Tensor]] = {}
+    if speaker_audio is not None:
+        if speaker_audio.waveforms is None:
+            raise ValueError(f"speaker_audio {speaker_audio.name!r}: no waveforms loaded")
+        if speaker_audio.sample_rate != dataset.sample_rate:
+            raise ValueError(
+                f"speaker_audio {speaker_audio.name!r} is at {speaker_audio.sample_rate} Hz, "
+                f"dataset {dataset.name!r} at {dataset.sample_rate} Hz"
+            )
+        for i, utterance in enumerate(speaker_audio.utterances):
+            known.setdefault(utterance.speaker, []).append(speaker_audio.waveforms[i])
     for speaker in sorted(set(speakers)):
         group = torch.tensor([i for i, s in enumerate(speakers) if s == speaker])
-        predictor.adapt([waveforms[i] for i in group.tolist()], waveforms.sample_rate)
+        audio = known.get(speaker) or [waveforms[i] for i in group.tolist()]
+        predictor.adapt(audio, waveforms.sample_rate)
         _fill_logits(out, group, predictor, dataset, waveforms, clip_seconds)
     return out
+
+
+def shared_speaker_audio(
+    source: Corpus, dataset: Corpus, indices: Sequence[int] | None = None
+) -> Corpus | None:
+    """The utterances of ``source`` (those at ``indices``; default all) whose speakers
+    ``dataset`` also has, or None: the ``speaker_audio`` (:func:`evaluate`) that scores
+    ``dataset`` with the statistics a model trained on ``source`` gave those speakers."""
+    speakers = {u.speaker for u in dataset.utterances}
+    rows = range(len(source)) if indices is None else indices
+    shared = [i for i in rows if source.utterances[i].speaker in speakers]
+    return source.subset(shared) if shared else None
 
 
 def _fill_logits(

@@ -43,7 +43,7 @@ from emohrnet_fast._info import resolve_device
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import SpecAugmentConfig, TrainConfig
 from emohrnet_fast.data.corpus import Corpus
-from emohrnet_fast.evaluate import Report, dataset_logits, targets_for
+from emohrnet_fast.evaluate import Report, dataset_logits, shared_speaker_audio, targets_for
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.losses import CenterLoss
 from emohrnet_fast.models.base import EmotionModel
@@ -358,8 +358,11 @@ class _Trainer:
         self.config, self.labels = config, labels
         # Validation audio moves to the device once, not at every epoch's validation.
         self.val_set = val_set
+        self.val_speaker_audio = None
         if val_set is not None:
             self.val_set = dataclasses.replace(val_set, waveforms=val_set.waveforms.to(device))
+            if config.speaker_norm:  # validation speakers who also train keep those statistics
+                self.val_speaker_audio = shared_speaker_audio(train_set, val_set)
         self.device, self.env, self.run = device, env, run
         torch.manual_seed(config.seed)  # the weights: same on every rank
         overrides = dict(config.model_overrides)
@@ -747,6 +750,7 @@ class _Trainer:
             batch_size=max(self.batch, 64),
             device=self.device,
             clip_seconds=self.config.eval_clip_seconds,
+            speaker_audio=self.val_speaker_audio,
         )
         labels, targets = targets_for(self.output_model, self.val_set)
         return Report.from_predictions(targets, logits.argmax(dim=1), labels)

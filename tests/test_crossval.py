@@ -54,6 +54,26 @@ def test_speaker_normalised_study_says_so(corpus):
     assert "speaker-normalised" not in plain.markdown()
 
 
+def test_speaker_dependent_folds_keep_the_training_statistics(corpus, tmp_path):
+    """In a random split every test speaker also trained: speaker normalisation scores them
+    with the statistics of their training clips, not of their few test clips."""
+    from emohrnet_fast.evaluate import dataset_logits, shared_speaker_audio
+
+    config = ONE_EPOCH.replace(speaker_norm=True)
+    ef.cross_validate(config, corpus, "random", k=3, folds=[0], out_dir=tmp_path, quiet=True)
+    split = ef.data.splits(corpus, "random", k=3)[0]
+    test = corpus.subset(split.test)
+    model = ef.load_model(tmp_path / "fold-00" / "run")
+    audio = shared_speaker_audio(corpus, test, split.train.tolist())
+    assert {u.speaker for u in audio.utterances} == {u.speaker for u in test.utterances}
+    saved = json.loads((tmp_path / "fold-00" / "predictions.json").read_text())
+    clip = config.eval_clip_seconds
+    want = dataset_logits(model, test, clip_seconds=clip, speaker_audio=audio)
+    torch.testing.assert_close(torch.tensor(saved["logits"]), want, rtol=0, atol=2e-5)
+    alone = dataset_logits(model, test, clip_seconds=clip)
+    assert not torch.allclose(alone, want, atol=1e-3)
+
+
 @pytest.mark.parametrize("eval_whole", [False, True])
 def test_folds_test_centred_windows_or_whole_utterances(corpus, tmp_path, eval_whole):
     """TINY trains on 0.5-s crops of EmoDB's 2-s clips; a fold tests centred 0.5-s windows,

@@ -11,7 +11,7 @@ import torch
 from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, weights
 
 import emohrnet_fast as ef
-from emohrnet_fast.evaluate import dataset_logits
+from emohrnet_fast.evaluate import dataset_logits, shared_speaker_audio
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.models.base import InputNorm
 from emohrnet_fast.speaker_norm import MIN_STD, SpeakerStats, band_moments, speaker_scale
@@ -111,6 +111,41 @@ def test_checkpoint_keeps_the_flag_and_evaluation_adapts_per_speaker(trained, co
             batch = torch.stack(features)
             expected = trained.classify(speaker_scale(batch, stats, trained.input_norm)[:, None])
             torch.testing.assert_close(logits[members], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_speakers_known_from_training_keep_their_training_statistics(trained, corpus):
+    """A speaker-dependent split: half of each speaker's clips "trained", the other half are
+    scored with the first half's statistics, not their own; a speaker with no clips in
+    ``speaker_audio`` falls back to their own clips."""
+    groups = by_speaker(corpus)
+    speakers = sorted(groups)
+    heard = [i for s in speakers[1:] for i in groups[s][::2]]  # speakers[0] never trained
+    test_rows = [i for i in range(len(corpus)) if i not in set(heard)]
+    test = corpus.subset(test_rows)
+    audio = shared_speaker_audio(corpus, test, heard)
+    assert sorted({u.speaker for u in audio.utterances}) == speakers[1:]
+    got = dataset_logits(trained, test, speaker_audio=audio)
+    alone = dataset_logits(trained, test)
+    frontend = FrontEnd(trained.default_frontend)
+    with torch.inference_mode():
+        for row, i in enumerate(test_rows):
+            speaker = corpus.utterances[i].speaker
+            source = groups[speaker][::2] if speaker != speakers[0] else groups[speaker]
+            stats = SpeakerStats(
+                *(
+                    m.float()
+                    for m in manual_stats([frontend(corpus.waveforms[j][None])[0] for j in source])
+                )
+            )
+            features = frontend(corpus.waveforms[i][None])
+            want = trained.classify(speaker_scale(features, stats, trained.input_norm)[:, None])
+            torch.testing.assert_close(got[row], want[0], rtol=1e-4, atol=1e-4)
+            if speaker == speakers[0]:
+                torch.testing.assert_close(got[row], alone[row])
+    assert not torch.allclose(got, alone)
+    assert shared_speaker_audio(corpus, test, groups[speakers[1]][:0]) is None
+    with pytest.raises(ValueError, match=r"speaker_audio .* no waveforms loaded"):
+        dataset_logits(trained, test, speaker_audio=dataclasses.replace(audio, waveforms=None))
 
 
 def test_predictor_adapt_forget_and_warnings(trained, corpus):
