@@ -44,7 +44,7 @@ epochs=${EPOCHS:-60}
 # speaker-normalised. Also defined: hr_compact_loso(_ls), hr_small_loso_ls,
 # hr_small_random5 (speaker-dependent), hr_small_loso_mixup, hr_small_loso_sp,
 # hr_small_loso_sn_sa3 and hr_compact_loso_sn_sa3 (stronger SpecAugment), and
-# hr_small_loso_sn_crop15 (1.5-s training crops, whole-clip tests).
+# hr_small_loso_sn_crop15 (1.5-s training crops, whole-clip tests), hr_w18_loso_sn (W18).
 studies=${STUDIES-hr_small_loso hr_small_loso_sn hr_compact_loso_sn} # STUDIES="": none
 studies_end=$((budget * 50 / 100)) # then the GPU is left to ncu and the benchmarks
 # Seconds until a deadline, at least 5: `timeout 0` would mean no limit at all.
@@ -148,6 +148,9 @@ declare -A study_args=(
   # Random 1.5-s crops of the 2-s clips, tested on whole clips: the best CPU recipe (2026-12-05,
   # 30 epochs, README "Measured accuracy").
   [hr_small_loso_sn_crop15]="--model emohrnet_small --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole"
+  # The W18 preset (19 M parameters, 4x small's modules): whether capacity helps past small's
+  # 11 M, as it did past compact's 2.9 M (60 -> 70 mean UA on the CPU, 2026-12-05).
+  [hr_w18_loso_sn]="--model emohrnet_w18 --protocol loso --speaker-norm"
 )
 study_pids=()
 for name in $studies; do
