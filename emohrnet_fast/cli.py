@@ -150,7 +150,8 @@ _TRAIN_SWITCH_HELP: dict[str, tuple[str, str]] = {
     "speaker_norm": (
         "--speaker-norm",
         "speaker normalisation: standardise each speaker's features with its own "
-        "statistics (evaluation then uses each test speaker's unlabelled audio)",
+        "statistics (evaluation then uses each test speaker's unlabelled audio, or its "
+        "training audio where it also trained)",
     ),
     "eval_whole": (
         "--eval-whole",

@@ -264,7 +264,8 @@ class TrainConfig:
     # Speaker normalisation (emohrnet_fast.speaker_norm): each speaker's features standardised
     # per band with that speaker's own statistics. The model then needs the statistics of the
     # speaker it hears (Predictor.adapt; evaluate does it per speaker of the dataset), so its
-    # test figures are "speaker-normalised": they use each test speaker's unlabelled audio.
+    # test figures are "speaker-normalised": they use each test speaker's unlabelled audio
+    # (cross_validate: its training audio, for a test speaker who also trained).
     speaker_norm: bool = False
     # Exponential moving average of the weights (Polyak averaging): the averaged copy is the
     # model that validates, is saved and is returned; the optimised weights only feed it.

@@ -63,7 +63,8 @@ class CVResult:
     # with this recipe).
     calibration: Calibration | None = None
     # TrainConfig.speaker_norm: every test speaker's features were standardised with that
-    # speaker's own statistics, taken from its (unlabelled) test audio.
+    # speaker's own statistics, taken from its (unlabelled) test audio, or from its training
+    # audio where it also trained (speaker-dependent protocols).
     speaker_normalised: bool = False
     # From ensemble_studies: each member study's own result on the ensemble's folds.
     members: list[CVResult] | None = None
@@ -74,8 +75,10 @@ class CVResult:
         """Per-fold rows, then mean ± std and the pooled figures (and, for an ensemble, each
         member's)."""
         kind = "speaker-independent" if self.speaker_independent else "speaker-DEPENDENT"
-        if self.speaker_normalised:
+        if self.speaker_normalised and self.speaker_independent:
             kind += ", speaker-normalised with each test speaker's unlabelled audio"
+        elif self.speaker_normalised:  # every test speaker also trained: those statistics
+            kind += ", speaker-normalised with each speaker's training audio"
         what = f"{len(self.folds)} fold(s)"
         if self.members:
             what += f", ensemble of {len(self.members)} studies (mean softmax)"

@@ -66,6 +66,8 @@ def test_speaker_dependent_folds_keep_the_training_statistics(corpus, tmp_path):
     model = ef.load_model(tmp_path / "fold-00" / "run")
     audio = shared_speaker_audio(corpus, test, split.train.tolist())
     assert {u.speaker for u in audio.utterances} == {u.speaker for u in test.utterances}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "speaker-DEPENDENT, speaker-normalised with each speaker's training audio" in summary
     saved = json.loads((tmp_path / "fold-00" / "predictions.json").read_text())
     clip = config.eval_clip_seconds
     want = dataset_logits(model, test, clip_seconds=clip, speaker_audio=audio)
