@@ -409,5 +409,7 @@ def _validate_train(c: TrainConfig) -> None:
     for field, low in (("batch_size", 1), ("epochs", 1), ("warmup_steps", 0), ("seed", 0)):
         if not _is_int(getattr(c, field)) or getattr(c, field) < low:
             fail(field, f"an integer >= {low}")
+    if c.seed >= 2**63:  # torch's generators take 64-bit seeds
+        fail("seed", "an integer in [0, 2**63)")
     if c.device is not None and not isinstance(c.device, str):
         fail("device", "None or a device string such as 'cpu' or 'cuda'")

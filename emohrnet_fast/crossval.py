@@ -178,11 +178,18 @@ def cross_validate(
         raise ValueError(f"corpus {corpus.name!r}: waveforms not loaded (load_audio=True)")
     all_folds = splits(corpus, protocol, k=k, seed=split_seed)
     chosen = list(range(len(all_folds))) if folds is None else sorted(set(folds))
-    bad = [f for f in chosen if not (isinstance(f, int) and 0 <= f < len(all_folds))]
-    if bad:
+    bad = [
+        f
+        for f in chosen
+        if isinstance(f, bool) or not (isinstance(f, int) and 0 <= f < len(all_folds))
+    ]
+    if bad or not chosen:
         raise ValueError(
-            f"folds={bad}: {protocol} on {corpus.name} has folds 0..{len(all_folds) - 1}"
+            f"folds={bad or folds}: expected None or a non-empty list of fold numbers; "
+            f"{protocol} on {corpus.name} has folds 0..{len(all_folds) - 1}"
         )
+    for number in chosen:  # before any training, not after the fold that cannot be scored
+        _check_fold_labels(corpus, all_folds[number])
     teacher_folders = [Path(t) for t in teachers]
     check_distillation(len(teacher_folders), config)
     for folder in teacher_folders:
@@ -513,6 +520,16 @@ def _write_summary(out: Path, header: str, study: dict, result: CVResult) -> Non
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
+def _check_fold_labels(corpus: Corpus, split: Split) -> None:
+    trained = {corpus.utterances[i].label for i in split.train.tolist()}
+    unseen = sorted({corpus.utterances[i].label for i in split.test.tolist()} - trained)
+    if unseen:
+        raise ValueError(
+            f"fold {split.fold} ({split}): its test set has labels its training set lacks: "
+            f"{unseen}. Choose other folds or protocol, or leave those utterances out"
+        )
+
+
 def _start_study(out: Path, study: dict, config: TrainConfig, resume: bool) -> None:
     file = out / "study.json"
     if file.exists():
@@ -561,8 +578,16 @@ def _run_fold(
     }
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
     saved_file = folder / "predictions.json" if folder is not None else None
+    test_set = corpus.subset(split.test)
     if saved_file is not None and resume and saved_file.exists():
         saved = json.loads(saved_file.read_text())
+        # File names, not paths: a corpus moved to another folder still resumes.
+        if [Path(f).name for f in saved["files"]] != [u.path.name for u in test_set.utterances]:
+            raise ValueError(
+                f"cannot resume the study: {saved_file} scored other test utterances than "
+                f"fold {split.fold} of this corpus has ({len(saved['files'])} files, now "
+                f"{len(test_set)}). Use the corpus the study ran on, or a new out_dir"
+            )
         if "logits" in saved:
             return _fold_result(saved, meta)
         # Written before logits were saved: recompute them from the fold's final checkpoint.
@@ -578,7 +603,6 @@ def _run_fold(
             progress=progress,
             quiet=quiet,
         ).model
-    test_set = corpus.subset(split.test)
     targets_for(model, test_set)  # a clear error for test labels the fold never trained on
     logits = dataset_logits(
         model,

@@ -54,6 +54,9 @@ from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
 _REFRESH_STEPS = 10  # progress-bar refresh (one host sync) every this many steps
 # Fields that may differ between a checkpoint and the config resuming it.
 _RESUMABLE_CHANGES = ("epochs", "device", "compile", "compile_mode")
+# Samples per front-end call when measuring feature statistics over whole utterances (~4 min
+# at 16 kHz): bounds the memory a corpus of long recordings takes there.
+_MOMENT_CHUNK_SAMPLES = 1 << 22
 
 
 class TrainingDiverged(RuntimeError):
@@ -121,6 +124,12 @@ def speaker_confusion(head: nn.Linear, embedding: Tensor) -> tuple[Tensor, Tenso
 # owner at that moment (a deadlock seen under torchrun on 2 busy cores). Process-wide, like
 # the group: a study's folds share one (process_group).
 _recent_collectives: list[dist.Work] = []
+
+
+def _seed(base: int, rank: int) -> int:
+    """A generator seed from a run's ``base`` seed and a torchrun rank: ``base`` itself on
+    rank 0 (a one-process run's draws), a far-off seed on the others, always in [0, 2**63)."""
+    return (base + rank * 0x9E3779B97F4A7C15) % 2**63
 
 
 class _Distributed:
@@ -362,6 +371,13 @@ class _Trainer:
         if val_set is not None:
             self.val_set = dataclasses.replace(val_set, waveforms=val_set.waveforms.to(device))
             if config.speaker_norm:  # validation speakers who also train keep those statistics
+                unknown = sum(u.speaker is None for u in val_set.utterances)
+                if unknown:
+                    raise ValueError(
+                        "TrainConfig.speaker_norm=True validates each speaker with that "
+                        f"speaker's statistics: {unknown} of {len(val_set)} utterances in "
+                        f"val_set {val_set.name!r} have no speaker"
+                    )
                 self.val_speaker_audio = shared_speaker_audio(train_set, val_set)
         self.device, self.env, self.run = device, env, run
         torch.manual_seed(config.seed)  # the weights: same on every rank
@@ -382,6 +398,9 @@ class _Trainer:
                 )
         self.frontend = FrontEnd(frontend_config).to(device)
         self.clip = max(1, round(config.clip_seconds * frontend_config.sample_rate))
+        # Predictor's rule: shorter clips are zero-padded to the model's smallest input.
+        min_frames = int(getattr(model, "min_size", 1))
+        self.min_samples = max(1, (min_frames - 1) * frontend_config.hop_length)
         self.frames = frontend_config.num_frames(self.clip)
         self.n_features = frontend_config.n_features
         policy = config.spec_augment
@@ -440,6 +459,11 @@ class _Trainer:
         # CUDA graphs and torch.compile reuse one shape.
         self.steps_per_epoch = per_rank // self.batch
         self.train_size = n
+        # What a resume must find again (checked in _restore).
+        self.data_fingerprints = {
+            "train_data": train_set.fingerprint(),
+            "val_data": val_set.fingerprint() if val_set is not None else None,
+        }
 
         self.center_loss = None
         if model.uses_center_loss and config.center_loss_weight > 0 and config.mixup > 0:
@@ -483,8 +507,14 @@ class _Trainer:
         # tells them the previous step's outputs are dead.
         self.graphed = config.compile and config.compile_mode == "reduce-overhead"
         if env.active:
+            # A decoder whose loss weight is 0 runs but gets no gradient: DDP must expect that.
+            unused = getattr(model, "decoder", None) is not None and not (
+                config.reconstruction_weight > 0
+            )
             forward = nn.parallel.DistributedDataParallel(
-                forward, device_ids=[device.index] if device.type == "cuda" else None
+                forward,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=unused,
             )
         self.forward = forward
         # With ema_decay, the averaged copy is what validates, is saved and is returned.
@@ -550,17 +580,25 @@ class _Trainer:
         return self.ema.average if self.ema is not None else self.model
 
     def _feature_moments(self) -> Tensor:
-        """:func:`~emohrnet_fast.speaker_norm.band_moments` of the training features (centred
-        crops, no masks), over all ranks: a row per speaker with ``speaker_norm``, else one.
-        A clip that sits on two ranks' shards (the wrap-around that evens them) counts twice."""
+        """:func:`~emohrnet_fast.speaker_norm.band_moments` of the training utterances'
+        features (no masks), over all ranks: a row per speaker with ``speaker_norm``, else one.
+
+        Each utterance counts whole, as :meth:`Predictor.adapt` and evaluation measure a test
+        speaker, not as the ``clip_seconds`` crops training draws: crops shorter than the
+        utterances, or padded with silence past them, would give a speaker statistics other
+        than those the same audio gets at test time. A clip that sits on two ranks' shards
+        (the wrap-around that evens them) counts twice."""
         groups = self.speaker_ids if self.config.speaker_norm else None
         count = self.speaker_count if groups is not None else 1
         moments = torch.zeros(3, count, self.n_features, dtype=torch.float64, device=self.device)
+        widths = self.waveforms.lengths.clamp(min=self.min_samples)
         with torch.no_grad():
-            for chunk in torch.arange(len(self.waveforms), device=self.device).split(64):
-                batch, _ = self.waveforms.crops(chunk, self.clip, 0.5)
-                chunk_groups = groups[chunk] if groups is not None else None
-                moments += band_moments(self.frontend(batch), chunk_groups, count)
+            for width in widths.unique().tolist():  # equal lengths share a front-end call
+                same = torch.nonzero(widths == width).flatten()
+                for chunk in same.split(max(1, _MOMENT_CHUNK_SAMPLES // width)):
+                    batch, _ = self.waveforms.crops(chunk, width)
+                    chunk_groups = groups[chunk] if groups is not None else None
+                    moments += band_moments(self.frontend(batch), chunk_groups, count)
         return self.env.sum_(moments)
 
     def _set_input_norm(self, moments: Tensor) -> None:
@@ -577,9 +615,11 @@ class _Trainer:
         self.forward.train()
         if self.center_loss is not None:
             self.center_loss.train()
-        # Everything random in this epoch derives from (seed, epoch): resume reproduces it.
-        torch.manual_seed(config.seed * 1_000_003 + epoch)
-        generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + epoch)
+        # Everything random in this epoch derives from (seed, epoch, rank): resume reproduces
+        # it, and each rank draws its own crops, masks and dropout.
+        torch.manual_seed(_seed(config.seed * 1_000_003 + epoch, self.env.rank))
+        generator = torch.Generator(device=device)
+        generator.manual_seed(_seed(config.seed * 7919 + epoch, self.env.rank))
         order = torch.randperm(len(self.waveforms), generator=generator, device=device)
         sums = torch.zeros(3, device=device)  # loss * count, correct, count
         bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -777,6 +817,7 @@ class _Trainer:
             "epoch": epoch,
             "global_step": self.step,
             "train_size": self.train_size,
+            **self.data_fingerprints,
             "best_epoch": self.best_epoch,
             "best_val_ua": self.best_ua if self.best_epoch is not None else None,
             "metrics": self.history[-1],
@@ -825,6 +866,15 @@ class _Trainer:
             )
         meta = checkpoint.read_meta(last)
         _check_compatible(meta, self.config, self.labels, last)
+        for key, now in self.data_fingerprints.items():
+            # Checkpoints from before the fingerprints have none: nothing to compare.
+            if key in meta and meta[key] != now:
+                data = "train_set" if key == "train_data" else "val_set"
+                raise ValueError(
+                    f"cannot resume from {last}: it was trained with another {data} (other "
+                    f"files, labels, speakers or lengths: fingerprint {meta[key]}, now {now}). "
+                    "Resume with the same data, or use a new out_dir"
+                )
         from safetensors.torch import load_file
 
         self.model.load_state_dict(load_file(str(last / checkpoint.MODEL_FILE)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -130,6 +131,31 @@ def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
     assert not calls  # both folds were finished
 
 
+def test_study_refuses_a_fold_it_could_not_score_before_training(corpus, monkeypatch):
+    """A label that only the test speaker has fails the study up front, naming the fold,
+    not after the folds before it have trained."""
+    calls = []
+    monkeypatch.setattr(crossval_module, "train", lambda *a, **k: calls.append(1))
+    alone = corpus.subset(
+        [i for i, u in enumerate(corpus) if u.label != "sad" or u.speaker == SPEAKERS[-1]]
+    )
+    with pytest.raises(ValueError, match=r"fold 3 .*labels its training set lacks: \['sad'\]"):
+        ef.cross_validate(ONE_EPOCH, alone, "loso", quiet=True)
+    assert not calls
+
+
+def test_study_resumed_on_other_utterances_is_refused(corpus, tmp_path):
+    ef.cross_validate(ONE_EPOCH, corpus, "loso", folds=[0], out_dir=tmp_path, quiet=True)
+    renamed = dataclasses.replace(
+        corpus,
+        utterances=tuple(
+            dataclasses.replace(u, path=u.path.with_name("copy-" + u.path.name)) for u in corpus
+        ),
+    )
+    with pytest.raises(ValueError, match="scored other test utterances than fold 0"):
+        ef.cross_validate(ONE_EPOCH, renamed, "loso", folds=[0], out_dir=tmp_path, quiet=True)
+
+
 def test_random_split_is_labelled_speaker_dependent(corpus):
     result = ef.cross_validate(ONE_EPOCH, corpus, "random", k=2, folds=[0], quiet=True)
     assert not result.speaker_independent and "speaker-DEPENDENT" in result.markdown()
@@ -142,7 +168,9 @@ def test_random_split_is_labelled_speaker_dependent(corpus):
         ("leave_one_out", {}, "protocol='leave_one_out': expected one of"),
         ("session", {}, "protocol='session' needs session metadata"),
         ("speaker_kfold", {"k": 9}, "speaker_kfold needs at least k speakers"),
-        ("loso", {"folds": [7]}, r"folds=\[7\]: loso on emodb has folds 0..3"),
+        ("loso", {"folds": [7]}, r"folds=\[7\]: .* loso on emodb has folds 0..3"),
+        ("loso", {"folds": []}, r"folds=\[\]: expected None or a non-empty list"),
+        ("loso", {"folds": [True]}, r"folds=\[True\]: expected"),
     ],
 )
 def test_impossible_protocols(corpus, protocol, kwargs, pattern):
@@ -305,15 +333,23 @@ def fit_and_keep_head(self, **kwargs):
     heads.append(self.speaker_head)
     return fit(self, **kwargs)
 trainer_class.fit = fit_and_keep_head
+waveforms_class = importlib.import_module("emohrnet_fast.data.corpus").Waveforms
+crops, positions = waveforms_class.crops, []
+def recording_crops(self, indices, length, position=0.0, speed=None):
+    if torch.is_tensor(position):  # a training step's random crops
+        positions.append(position.tolist())
+    return crops(self, indices, length, position, speed)
+waveforms_class.crops = recording_crops
 
 corpus = tiny_corpus(Path({data!r}))
-config = TINY.replace(epochs=2, ema_decay={ema}, speaker_adversarial={adversarial})
+config = TINY.replace(epochs=2, ema_decay={ema}, speaker_adversarial={adversarial},
+    reconstruction_weight={reconstruction})
 result = ef.train(config, corpus, out_dir={out!r}, progress=False, quiet=True)
 state = {{k: v.tolist() for k, v in result.model.state_dict().items()}}
 head = {{k: v.tolist() for k, v in heads[0].state_dict().items()}} if heads[0] else None
 rank = int(__import__("os").environ["RANK"])
 Path({out!r}, f"rank{{rank}}.json").write_text(json.dumps({{"state": state, "head": head,
-    "history": result.history}}))
+    "history": result.history, "positions": positions}}))
 """
 
 
@@ -340,11 +376,14 @@ def _torchrun(args: list[str], cwd: Path) -> tuple[str, str]:
     return stdout, stderr
 
 
-@pytest.mark.parametrize(("ema", "adversarial"), [(0.0, 0.0), (0.9, 0.5)])
-def test_torchrun_gloo_two_processes(corpus, tmp_path, ema, adversarial):
+@pytest.mark.parametrize(
+    ("ema", "adversarial", "reconstruction"), [(0.0, 0.0, 0.1), (0.9, 0.5, 0.0)]
+)
+def test_torchrun_gloo_two_processes(corpus, tmp_path, ema, adversarial, reconstruction):
     """Both ranks end on the same weights (with ema_decay: the same average, BatchNorm's
     averaged statistics included; with speaker_adversarial: the same speaker head, which
-    lives outside DDP) and rank 0's checkpoint holds them."""
+    lives outside DDP) and rank 0's checkpoint holds them. Each rank draws its own crops;
+    a decoder left out of the loss (reconstruction_weight=0) does not stall DDP."""
     out = tmp_path / "run"
     data = tmp_path / "data"
     tiny_corpus(data)  # decode once, so both ranks read the cache
@@ -356,10 +395,13 @@ def test_torchrun_gloo_two_processes(corpus, tmp_path, ema, adversarial):
             out=str(out),
             ema=ema,
             adversarial=adversarial,
+            reconstruction=reconstruction,
         )
     )
     _torchrun([str(script)], cwd=tmp_path)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["positions"]) == 2  # one step per epoch
+    assert ranks[0]["positions"][0] != ranks[1]["positions"][0]
     assert ranks[0]["state"] == ranks[1]["state"]  # DDP kept the replicas identical
     assert ranks[0]["head"] == ranks[1]["head"]
     assert (ranks[0]["head"] is None) == (adversarial == 0)

@@ -70,8 +70,9 @@ def test_input_norm_of_the_scaled_features_is_the_speaker_z_score(per_clip):
 
 
 def test_training_standardises_each_speaker_with_its_own_statistics(corpus, monkeypatch):
-    """The trainer's per-speaker statistics are those of each speaker's centred training
-    crops, and the model receives exactly the speaker's z-scores after its input_norm."""
+    """The trainer's per-speaker statistics are those of each speaker's whole utterances,
+    as ``Predictor.adapt`` measures a test speaker (training crops of 0.5 s of these 2-s
+    clips would differ), and the model receives the speaker's z-scores after its input_norm."""
     captured, seen = [], []
     from_moments = SpeakerStats.from_moments
     monkeypatch.setattr(
@@ -83,17 +84,17 @@ def test_training_standardises_each_speaker_with_its_own_statistics(corpus, monk
     monkeypatch.setattr(
         InputNorm, "forward", lambda self, x: seen.append(original(self, x)) or seen[-1]
     )
-    ef.train(CONFIG.replace(epochs=1), corpus, progress=False, quiet=True)
-    (stats,) = captured
-    frontend = FrontEnd(
-        ef.models.create(CONFIG.model, 3, **CONFIG.model_overrides).default_frontend
-    )
-    clip = round(CONFIG.clip_seconds * corpus.sample_rate)
+    model = ef.train(CONFIG.replace(epochs=1), corpus, progress=False, quiet=True).model
+    (stats,) = captured[:1]
+    assert CONFIG.clip_seconds * corpus.sample_rate < int(corpus.waveforms.lengths.min())
+    predictor = ef.Predictor(model)
     for row, (_, members) in enumerate(sorted(by_speaker(corpus).items())):
-        crops, _ = corpus.waveforms.crops(members, clip, 0.5)
-        mean, std = manual_stats(list(frontend(crops)))
+        heard = predictor.adapt([corpus.waveforms[i] for i in members], corpus.sample_rate)
+        torch.testing.assert_close(stats.mean[row], heard.speaker.mean, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(stats.std[row], heard.speaker.std, rtol=1e-5, atol=1e-4)
+        frames = [FrontEnd(model.default_frontend)(corpus.waveforms[i][None])[0] for i in members]
+        mean, std = manual_stats(frames)
         torch.testing.assert_close(stats.mean[row], mean.float(), rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(stats.std[row], std.float(), rtol=1e-5, atol=1e-4)
     # Per-speaker z-scores have mean ~0 and std ~1 over a whole batch of several speakers.
     first = seen[0]
     assert abs(float(first.mean())) < 0.5 and 0.5 < float(first.std()) < 1.5
@@ -178,6 +179,8 @@ def test_bad_uses(corpus, trained):
         ef.train(CONFIG, nameless, progress=False, quiet=True)
     with pytest.raises(ValueError, match="needs every utterance's speaker; 24 have none"):
         dataset_logits(trained, nameless)
+    with pytest.raises(ValueError, match="24 of 24 utterances in val_set 'emodb' have no speaker"):
+        ef.train(CONFIG, corpus, nameless, progress=False, quiet=True)  # before any epoch
     with pytest.raises(ValueError, match=r"TrainConfig.speaker_norm='yes': expected True"):
         ef.train(CONFIG.replace(speaker_norm="yes"), corpus, progress=False, quiet=True)
 

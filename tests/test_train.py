@@ -267,6 +267,29 @@ def test_resume_with_another_config_names_the_difference(reference_run, corpus):
     assert done.resumed_from == 3 and len(done.history) == 3
 
 
+def test_resume_on_other_data_is_refused(reference_run, corpus, tmp_path):
+    """The checkpoint's fingerprint of its training (and validation) utterances must match;
+    a copy of the same audio in another folder still does."""
+    _, out = reference_run
+    fewer = corpus.subset(list(range(len(corpus) - 2)))
+    with pytest.raises(ValueError, match=r"trained with another train_set \(other files"):
+        ef.train(TINY.replace(epochs=4), fewer, out_dir=out, resume=True, quiet=True)
+    moved = dataclasses.replace(
+        corpus,
+        root=tmp_path,
+        utterances=tuple(dataclasses.replace(u, path=tmp_path / u.path.name) for u in corpus),
+    )
+    assert moved.fingerprint() == corpus.fingerprint()
+    relabelled = dataclasses.replace(
+        corpus, utterances=(dataclasses.replace(corpus[0], speaker="99"), *corpus.utterances[1:])
+    )
+    assert relabelled.fingerprint() != corpus.fingerprint()
+    run = tmp_path / "validated"
+    ef.train(TINY.replace(epochs=1), corpus, corpus.subset([0, 1]), out_dir=run, quiet=True)
+    with pytest.raises(ValueError, match="trained with another val_set"):
+        ef.train(TINY, corpus, corpus.subset([0, 2]), out_dir=run, resume=True, quiet=True)
+
+
 def test_evaluate_matches_hand_computed_predictions(reference_run, corpus):
     model = reference_run[0].model
     from emohrnet_fast.evaluate import dataset_logits
@@ -374,6 +397,7 @@ def test_bad_training_input(corpus, case, error, pattern):
         ({"ema_decay": 1.0}, r"TrainConfig.ema_decay=1.0: expected a decay in \[0, 1\)"),
         ({"ema_decay": -0.1}, r"TrainConfig.ema_decay=-0.1"),
         ({"ema_decay": True}, r"TrainConfig.ema_decay=True"),
+        ({"seed": 2**63}, r"TrainConfig.seed=9223372036854775808: expected an integer in \[0"),
     ],
 )
 def test_bad_train_config(change, pattern, corpus):

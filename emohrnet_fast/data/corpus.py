@@ -234,6 +234,17 @@ class Corpus:
         index = {label: i for i, label in enumerate(self.labels)}
         return torch.tensor([index[u.label] for u in self.utterances], dtype=torch.int64)
 
+    def fingerprint(self) -> str:
+        """A hex digest of the utterances in order: file name, label, speaker and, once
+        decoded, length in samples. Checkpoints keep it, so resuming on other data fails
+        clearly; file names, not paths, so a corpus moved to another folder still matches."""
+        lengths = self.waveforms.lengths.tolist() if self.waveforms is not None else None
+        rows = [
+            [u.path.name, u.label, u.speaker, lengths[i] if lengths is not None else None]
+            for i, u in enumerate(self.utterances)
+        ]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
     def label_counts(self) -> dict[str, int]:
         """Utterances per label, in :attr:`labels` order."""
         counts = Counter(u.label for u in self.utterances)
