@@ -90,7 +90,7 @@ class SpecAugment(nn.Module):
         device = torch.device(device)
 
         def ranges(count: int, axis: int, max_width: int) -> Tensor:
-            u = torch.rand(batch, count, 2, device=device, generator=generator)
+            u = torch.rand(batch, count, 2, device=device, dtype=torch.float32, generator=generator)
             width = torch.floor(u[..., 0] * (max_width + 1))
             start = torch.floor(u[..., 1] * (axis - width + 1))
             return torch.stack([start, start + width], dim=-1).to(torch.int32)
@@ -98,7 +98,9 @@ class SpecAugment(nn.Module):
         freq = ranges(self.freq_masks, features, min(self.freq_width, features))
         time = ranges(self.time_masks, frames, self.max_time_width(frames))
         if self.p < 1.0:
-            skip = torch.rand(batch, device=device, generator=generator) >= self.p
+            skip = (
+                torch.rand(batch, device=device, dtype=torch.float32, generator=generator) >= self.p
+            )
             freq = freq.masked_fill(skip[:, None, None], 0)
             time = time.masked_fill(skip[:, None, None], 0)
         if self.mask_value == "mean":
@@ -109,7 +111,9 @@ class SpecAugment(nn.Module):
                 )
             values = features_for_mean.detach().reshape(batch, -1).mean(dim=1).float()
         else:
-            values = torch.full((batch,), float(self.mask_value), device=device)
+            values = torch.full(
+                (batch,), float(self.mask_value), device=device, dtype=torch.float32
+            )
         return MaskParams(freq, time, values)
 
     def forward(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:

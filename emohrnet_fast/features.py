@@ -7,6 +7,7 @@ non-persistent buffers: ``module.to(device)`` moves them, and state dicts stay e
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from emohrnet_fast.config import FrontEndConfig
@@ -29,6 +30,20 @@ class FrontEnd(nn.Module):
         self.config = config.replace(**overrides) if overrides else config
         for name, table in zip(FrontEndTables._fields, build_tables(self.config), strict=False):
             self.register_buffer(name, table, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # The kernels read float32 tables and write float32 features, so .double(), .half()
+        # or .to(dtype) of a model holding a front-end moves its tables but keeps them
+        # float32, rebuilt (a round trip through float16 would have rounded them).
+        fresh = None
+        for name in FrontEndTables._fields:
+            table = getattr(self, name)
+            if table is not None and table.is_floating_point() and table.dtype != torch.float32:
+                if fresh is None:
+                    fresh = dict(zip(FrontEndTables._fields, build_tables(self.config)))
+                setattr(self, name, fresh[name].to(table.device))
+        return self
 
     def tables(self) -> FrontEndTables:
         return FrontEndTables(*(getattr(self, name) for name in FrontEndTables._fields))

@@ -67,6 +67,17 @@ def test_module_buffers_move_with_to():
     assert all(buf.device.type == "meta" for buf in module.buffers())
 
 
+@pytest.mark.parametrize("cast", ["double", "half", "bfloat16"])
+def test_dtype_casts_keep_the_float32_tables(cast):
+    """A model cast with .double() / .half() carries its front-end along: the tables stay
+    float32 (what the kernels read) and the features are unchanged."""
+    waveform = torch.randn(2, 1600, generator=torch.Generator().manual_seed(0))
+    module = MFCC()
+    cast_module = getattr(MFCC(), cast)()
+    assert all(t.dtype in (torch.float32, torch.int32) for t in cast_module.tables())
+    assert torch.equal(cast_module(waveform), module(waveform))
+
+
 def test_tables_are_cached_per_config_and_device():
     config = FrontEndConfig(n_mels=40)
     cpu = torch.device("cpu")

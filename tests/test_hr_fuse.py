@@ -213,6 +213,35 @@ def test_gradcheck_float64():
     low[2] = torch.randn(2, 2, 2, 4, dtype=torch.float64)  # neither size a multiple
     inputs = [x.requires_grad_() for x in same + low]
     assert torch.autograd.gradcheck(lambda *xs: hr_fuse(xs[:2], xs[2:]), inputs)
+    # Second derivatives (create_graph=True): the backward is then built from torch ops.
+    assert torch.autograd.gradgradcheck(lambda *xs: hr_fuse(xs[:2], xs[2:]), inputs)
+
+
+def test_second_derivative_matches_the_reference():
+    """A gradient penalty through the fuse: d/dw of |d loss / dx|^2, kernel and reference
+    (the kernel's own backward would be a constant there and lose half the value)."""
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 3, 9, 11, generator=generator, requires_grad=True)
+    x = torch.randn(2, 3, 9, 11, generator=generator, requires_grad=True)
+    low = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    results = []
+    for fuse in (hr_fuse, reference.hr_fuse):
+        y = fuse([x * w], [low * 2])
+        grad_x, grad_low = torch.autograd.grad(y.square().sum(), (x, low), create_graph=True)
+        results.append(torch.autograd.grad((grad_x.square().sum() + grad_low.sum()), (w, low)))
+    for ours, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_float64_keeps_the_rule_of_the_other_dtypes():
+    """One nearest rule for every dtype and device: PyTorch's own CPU float64 upsampling
+    rounds differently at some sizes (45 -> 129: output row 43 reads row 15 there, 14 in
+    float32 and on CUDA), and the kernels do not follow it there."""
+    ramp = torch.arange(45, dtype=torch.float64).view(1, 1, 45, 1)
+    got = hr_fuse([torch.zeros(1, 1, 129, 1, dtype=torch.float64)], [ramp])
+    float32 = F.interpolate(ramp.float(), size=(129, 1), mode="nearest").double()
+    assert torch.equal(got, float32)
+    assert torch.equal(got.flatten().long(), nearest_source_index(45, 129))
 
 
 @pytest.mark.slow

@@ -95,6 +95,7 @@ def test_training_standardises_each_speaker_with_its_own_statistics(corpus, monk
         frames = [FrontEnd(model.default_frontend)(corpus.waveforms[i][None])[0] for i in members]
         mean, std = manual_stats(frames)
         torch.testing.assert_close(stats.mean[row], mean.float(), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(stats.std[row], std.float(), rtol=1e-5, atol=1e-4)
     # Per-speaker z-scores have mean ~0 and std ~1 over a whole batch of several speakers.
     first = seen[0]
     assert abs(float(first.mean())) < 0.5 and 0.5 < float(first.std()) < 1.5

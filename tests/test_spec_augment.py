@@ -92,6 +92,35 @@ def test_autograd_is_grad_times_mask(device):
     torch.testing.assert_close(ours, spec.grad, rtol=0, atol=0)
 
 
+def test_spec_augment_draws_float32_masks_whatever_the_default_dtype():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        module = SpecAugment().train()
+        features = torch.randn(2, 40, 50, dtype=torch.float32)
+        masks = module.draw(2, 40, 50, generator=torch.Generator().manual_seed(0))
+        assert masks.values.dtype == torch.float32
+        assert module(features, generator=torch.Generator().manual_seed(0)).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(previous)
+    again = SpecAugment().draw(2, 40, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(masks.freq, again.freq) and torch.equal(masks.time, again.time)
+
+
+def test_second_derivatives():
+    """The backward is the same linear op through autograd, so create_graph=True works."""
+    masks = SpecAugment(time_width=4).draw(2, 6, 8, generator=torch.Generator().manual_seed(1))
+    spec = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
+    results = []
+    for op in (spec_augment, reference.spec_augment):
+        (grad,) = torch.autograd.grad(
+            op((spec * weight).float(), masks).square().sum(), spec, create_graph=True
+        )
+        results.append(torch.autograd.grad(grad.square().sum(), weight)[0])
+    torch.testing.assert_close(results[0], results[1])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_nan_passes_through_outside_masks(device):
     spec = torch.full((1, 4, 6), float("nan"), device=device)

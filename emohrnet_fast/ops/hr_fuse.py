@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import statically_known_true
@@ -22,20 +23,24 @@ MAX_LOW_RES = 3
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
 
 
-def nearest_source_index(in_size: int, out_size: int) -> Tensor:
+def nearest_source_index(
+    in_size: int, out_size: int, device: torch.device | str | None = None
+) -> Tensor:
     """Source index of every output index under ``F.interpolate(size=..., mode="nearest")``.
 
     PyTorch's legacy rule (ATen ``nearest_idx``): identity for equal sizes, ``dst >> 1`` for an
     exact doubling, else ``min(floor(dst * scale), in_size - 1)`` with ``scale = in_size /
     out_size`` rounded to float32 once. The kernels apply the same rule
-    (``csrc/hr_fuse/hr_fuse.h``, ``NearestMap``). Returns ``(out_size,)`` int64 on the CPU.
+    (``csrc/hr_fuse/hr_fuse.h``, ``NearestMap``). Returns ``(out_size,)`` int64 on ``device``
+    (default: the CPU), computed there: no host-to-device copy, which CUDA graph capture
+    forbids.
     """
-    dst = torch.arange(out_size)
+    dst = torch.arange(out_size, device=device)
     if out_size == in_size:
         return dst
     if out_size == 2 * in_size:
         return dst >> 1
-    scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
+    scale = float(np.float32(in_size) / np.float32(out_size))  # a float32 value, exactly
     return torch.floor(dst.to(torch.float32) * scale).to(torch.int64).clamp_(max=in_size - 1)
 
 
@@ -46,8 +51,8 @@ def _block_starts(in_size: int, out_size: int, device: torch.device) -> Tensor:
     The nearest map is non-decreasing, so every source's block is one contiguous range (empty
     for a source no output reads). Cached: the backward of a model runs the same few sizes.
     """
-    starts = torch.searchsorted(nearest_source_index(in_size, out_size), torch.arange(in_size + 1))
-    return starts.to(device)
+    sources = torch.arange(in_size + 1, device=device)
+    return torch.searchsorted(nearest_source_index(in_size, out_size, device), sources)
 
 
 def _is_channels_last(x: Tensor) -> bool:
@@ -151,6 +156,23 @@ def _launch_backward(
     return [grad_same, *grad_low]
 
 
+def _differentiable_backward(grad: Tensor, out: Tensor, low_res_hw: list[int]) -> list[Tensor]:
+    """:func:`_launch_backward`'s gradients from differentiable torch ops, for a backward
+    that autograd records (``create_graph=True``: gradient penalties, Hessian-vector
+    products), where the kernel's result would be a constant and drop the terms through
+    ``grad``. ReLU's mask counts as constant (its derivative is 0 almost everywhere)."""
+    passed = grad * (out > 0)
+    height, width = out.shape[-2:]
+    grad_low = []
+    for h, w in zip(low_res_hw[0::2], low_res_hw[1::2], strict=True):
+        rows = nearest_source_index(h, height, out.device)
+        cols = nearest_source_index(w, width, out.device)
+        # Nearest upsampling's adjoint: each source sums the outputs that copied it.
+        by_row = passed.new_zeros(*passed.shape[:2], h, width).index_add(2, rows, passed)
+        grad_low.append(by_row.new_zeros(*passed.shape[:2], h, w).index_add(3, cols, by_row))
+    return [passed, *grad_low]
+
+
 @torch.library.custom_op("emohrnet_fast::hr_fuse_backward", mutates_args=())
 def _hr_fuse_backward_op(
     grad: Tensor, out: Tensor, low_res_hw: list[int], low_res_channels_last: list[bool]
@@ -176,9 +198,12 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     (out,) = ctx.saved_tensors
-    grad_same, *grad_low = _hr_fuse_backward_op(
-        grad, out, ctx.low_res_hw, ctx.low_res_channels_last
-    )
+    if torch.is_grad_enabled():  # create_graph=True: a backward autograd differentiates
+        grad_same, *grad_low = _differentiable_backward(grad, out, ctx.low_res_hw)
+    else:
+        grad_same, *grad_low = _hr_fuse_backward_op(
+            grad, out, ctx.low_res_hw, ctx.low_res_channels_last
+        )
     # Every same-res input enters the sum with weight 1: they share one gradient tensor.
     return [grad_same] * ctx.num_same, grad_low
 
@@ -203,9 +228,12 @@ class _EagerHrFuse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
-        grad_same, *grad_low = _launch_backward(
-            grad, out, ctx.low_res_hw, ctx.low_res_channels_last
-        )
+        if torch.is_grad_enabled():  # create_graph=True: see _differentiable_backward
+            grad_same, *grad_low = _differentiable_backward(grad, out, ctx.low_res_hw)
+        else:
+            grad_same, *grad_low = _launch_backward(
+                grad, out, ctx.low_res_hw, ctx.low_res_channels_last
+            )
         return None, *([grad_same] * ctx.num_same), *grad_low
 
 
@@ -318,7 +346,10 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
     low_res))`` in one pass that never materialises the upsampled tensors; the backward is one
     pass too. Nearest follows PyTorch's index rule exactly (``nearest_source_index``), so sizes
     that are not multiples of each other (e.g. 401 frames -> 101, 51, 26, 13) match
-    ``F.interpolate``. NaN and Inf pass through as in the reference (``relu(NaN)`` is NaN).
+    ``F.interpolate``: on CUDA in every dtype, on the CPU in float32, float16 and bfloat16.
+    PyTorch's CPU float64 path rounds its own way at some sizes of 129 and more (45 -> 129:
+    output row 43 reads source row 15 there, 14 everywhere else); the kernels keep the one
+    rule. NaN and Inf pass through as in the reference (``relu(NaN)`` is NaN).
 
     Args:
         same_res: 1 to 4 tensors ``(B, C, H, W)``: the identity contribution and those already
@@ -335,7 +366,8 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor]) -> Tensor:
         format. float32 outputs equal the eager expression bit for bit (gradients: up to
         summation order).
 
-    Supports: autograd, torch.compile (fullgraph).
+    Supports: autograd (second derivatives too: with ``create_graph=True`` the backward is
+    built from torch ops), torch.compile (fullgraph).
     """
     if torch.compiler.is_compiling():
         # Not check_inputs: its fast path compares sizes, a shape guard in traced code.

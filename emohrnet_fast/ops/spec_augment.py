@@ -130,7 +130,9 @@ class _EagerSpecAugment(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         freq_masks, time_masks = ctx.saved_tensors
         zeros = MaskParams(freq_masks, time_masks, grad.new_zeros(grad.shape[0]))
-        return _masked(grad.contiguous(), zeros), None
+        # The op is linear in spec, its gradient the same op: through apply, so that a
+        # second derivative (create_graph=True) sees it.
+        return _EagerSpecAugment.apply(grad.contiguous(), zeros), None
 
 
 def _checked(spec: Tensor, masks: MaskParams) -> MaskParams:
@@ -163,7 +165,7 @@ def spec_augment(spec: Tensor, masks: MaskParams) -> Tensor:
 
     Returns:
         A new tensor like ``spec``. Supports: autograd (the gradient is zero inside the masks;
-        the fill values are constants), torch.compile.
+        the fill values are constants; second derivatives too), torch.compile.
     """
     masks = _checked(spec, masks)
     spec = spec.contiguous()
