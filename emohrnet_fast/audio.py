@@ -24,8 +24,9 @@ from torch import Tensor
 
 Quality = Literal["VHQ", "HQ", "MQ", "LQ", "QQ"]
 
-# RIFF data-chunk sizes that writers use as "unknown" placeholders (streamed output).
-_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)
+# RIFF data-chunk sizes that writers use as "unknown" placeholders (streamed output);
+# 0x7FFFF000 is SoX's, written when its output cannot seek (sox ... -t wav - > file.wav).
+_PLACEHOLDER_SIZES = (0, 0x7FFFF000, 0xFFFFFFFF)
 
 
 class AudioDecodeError(ValueError):
@@ -99,6 +100,12 @@ def load(
     if sample_rate is not None and sample_rate != file_rate:
         waveform = resample(waveform, file_rate, sample_rate, quality=quality)
         file_rate = sample_rate
+        if waveform.shape[-1] == 0:  # a sample or two at a much higher rate
+            raise AudioDecodeError(
+                f"path={str(path)!r}: zero-length audio at {sample_rate} Hz ({data.shape[0]} "
+                "sample(s) in the file)",
+                "zero-length",
+            )
     return waveform, int(file_rate)
 
 

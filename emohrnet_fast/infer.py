@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import operator
 import os
 import sys
@@ -89,6 +90,9 @@ DEMO_DIR = ASSETS / "demo"
 DEMO_LABELS = "labels.csv"
 _CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
 _GRAPH_CACHE = 8  # CUDA graphs a Predictor keeps (one per (clips, samples) shape)
+# A (clips, time) batch of at most this many samples per clip, and more clips than that, is
+# multichannel audio read as (frames, channels) (7.1 sound has 8), not a batch of clips.
+_MAX_CHANNELS = 8
 
 AudioInput = Any  # path | array | tensor | list of those; see the module docstring
 
@@ -481,7 +485,8 @@ class Predictor:
 
         Windows start at 0, ``hop_s``, ``2 * hop_s``, ... until one reaches the end (or,
         with ``hop_s > window_s``, while they start inside the clip); the last is zero-padded
-        past the end. A clip shorter than one window gives a single window, zero-padded,
+        past the end. A clip shorter than one window gives a single window, the clip itself
+        (scored as :meth:`__call__` scores it, not padded with silence to ``window_s``),
         with a ``UserWarning``.
 
         Raises:
@@ -490,8 +495,8 @@ class Predictor:
         """
         for name, value in (("window_s", window_s), ("hop_s", hop_s)):
             if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
+                isinstance(value, bool | np.bool_)
+                or not isinstance(value, numbers.Real)
                 or not math.isfinite(value)
                 or value <= 0
             ):
@@ -507,20 +512,23 @@ class Predictor:
         window = max(1, round(window_s * rate))
         hop = max(1, round(hop_s * rate))
         if length < window:
+            # Silence padded up to the window would change what the model hears: the one
+            # window is the clip itself, scored as predict() scores it.
             _warn(
                 f"audio of {length / rate:.3f} s is shorter than window_s={window_s:g}: one "
-                f"window, zero-padded to {window / rate:.3f} s"
+                "window, the whole clip (as predict() scores it)"
             )
-            count = 1
+            count, windows = 1, waveform[None]
         else:
             # ceil: the last window reaches the end; but with hop_s > window_s that count
             # could add a window starting past the end, so every start stays inside.
             count = min(1 + -(-(length - window) // hop), 1 + (length - 1) // hop)
-        padded = torch.nn.functional.pad(waveform, (0, (count - 1) * hop + window - length))
-        windows = padded.unfold(0, window, hop)  # (count, window), a view
-        if window < self.min_samples:
-            _warn_short(f"each {window / rate:g}-s window is", window, self)
-            windows = torch.nn.functional.pad(windows, (0, self.min_samples - window))
+            padded = torch.nn.functional.pad(waveform, (0, (count - 1) * hop + window - length))
+            windows = padded.unfold(0, window, hop)  # (count, window), a view
+        if windows.shape[1] < self.min_samples:
+            what = "the clip is" if length < window else f"each {window / rate:g}-s window is"
+            _warn_short(what, windows.shape[1], self)
+            windows = torch.nn.functional.pad(windows, (0, self.min_samples - windows.shape[1]))
         logits = self.batch_logits(windows)
         starts = torch.arange(count, dtype=torch.float64) * hop / rate
         ends = torch.clamp(starts + window / rate, max=length / rate)
@@ -671,6 +679,15 @@ class Predictor:
                     f"got {tuple(audio.shape)} (rows are clips: downmix channels first)"
                 )
             single = audio.ndim == 1
+            if audio.ndim == 2 and audio.shape[1] <= _MAX_CHANNELS < audio.shape[0]:
+                # soundfile / scipy read multichannel audio as (frames, channels): taken as
+                # a batch it would be thousands of clips of a sample or two each.
+                raise ValueError(
+                    f"audio: shape {tuple(audio.shape)} looks like (frames, channels), as "
+                    "soundfile.read returns multichannel audio; expected (time,) or (clips, "
+                    "time): downmix first (audio.mean(axis=1)) or pass the channels as clips "
+                    "(audio.T)"
+                )
             samples = _as_float("audio", audio)
             if single:
                 clips = [_checked("clip 0", samples, sample_rate, rate)]

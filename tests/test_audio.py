@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -94,6 +95,20 @@ def test_resample_bad_arguments():
         audio.resample(torch.zeros(100, dtype=torch.int16), 8000, 16000)
 
 
+@pytest.mark.parametrize("declared", [0xFFFFFFFF, 0x7FFFF000])
+def test_streamed_wav_with_a_placeholder_size_loads(tmp_path, declared):
+    """Writers that cannot seek back leave a placeholder data size (0xFFFFFFFF; SoX writes
+    0x7FFFF000): not a truncated file."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, _sine(440, 16000, 0.1), 16000, format="WAV", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = struct.pack("<I", declared)
+    (tmp_path / "piped.wav").write_bytes(bytes(data))
+    waveform, rate = audio.load(tmp_path / "piped.wav")
+    assert rate == 16000 and waveform.shape[-1] == 1600
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"path=.*missing.wav.*no such file"):
         audio.load(tmp_path / "missing.wav")
@@ -116,6 +131,10 @@ def test_bad_files(tmp_path):
     (tmp_path / "silent.wav").write_bytes(silent.getvalue())
     with pytest.raises(audio.AudioDecodeError, match=r"zero-length audio"):
         audio.load(tmp_path / "silent.wav")
+    soundfile.write(tmp_path / "one.wav", np.ones(1, np.float32) * 0.5, 48000)
+    with pytest.raises(audio.AudioDecodeError, match=r"zero-length audio at 16000 Hz") as error:
+        audio.load(tmp_path / "one.wav", 16000)  # one sample at 48 kHz: none at 16 kHz
+    assert error.value.kind == "zero-length"
     soundfile.write(tmp_path / "nan.wav", np.full(10, np.nan, np.float32), 16000, subtype="FLOAT")
     with pytest.raises(audio.AudioDecodeError, match=r"non-finite samples"):
         audio.load(tmp_path / "nan.wav")

@@ -507,13 +507,30 @@ def test_timeline_hop_longer_than_window_starts_every_window_inside(
 
 def test_timeline_of_audio_shorter_than_a_window(predictor, speech):
     short = speech[0][: RATE // 2]
-    with pytest.warns(UserWarning, match=r"shorter than window_s=2: one window, zero-padded"):
+    with pytest.warns(UserWarning, match=r"shorter than window_s=2: one window, the whole clip"):
         timeline = predictor.timeline(short, RATE)
     assert len(timeline) == 1 and timeline.ends.tolist() == [0.5]
-    padded = torch.nn.functional.pad(short, (0, 2 * RATE - len(short)))
-    assert torch.equal(timeline.probabilities[0], probs(predictor, padded))
+    # The clip itself, as predict() scores it: no silence padded up to window_s.
+    torch.testing.assert_close(timeline.probabilities[0], probs(predictor, short))
     segments = timeline.segments
     assert [(s.start, s.end) for s in segments] == [(0.0, 0.5)]
+    tiny = speech[0][: predictor.min_samples // 2]  # below the model's minimum too
+    with (
+        pytest.warns(UserWarning, match=r"the clip is shorter than the model's minimum"),
+        pytest.warns(UserWarning, match=r"shorter than window_s=1: one window"),
+    ):
+        timeline = predictor.timeline(tiny, RATE, window_s=np.float32(1.0))
+    with pytest.warns(UserWarning, match="shorter than the model's minimum"):
+        torch.testing.assert_close(timeline.probabilities[0], probs(predictor, tiny))
+
+
+def test_multichannel_array_as_read_by_soundfile_is_refused(predictor, speech):
+    """soundfile.read gives (frames, channels): not 16000 clips of 2 samples."""
+    stereo = torch.stack([speech[0], speech[0]], dim=1).numpy()
+    with pytest.raises(ValueError, match=r"looks like \(frames, channels\).*audio.mean\(axis=1\)"):
+        predictor(stereo, RATE)
+    downmixed = predictor(stereo.mean(axis=1), RATE)
+    assert downmixed == predictor(speech[0], RATE)
 
 
 def test_timeline_bad_input(predictor, speech):
