@@ -556,9 +556,9 @@ def _parser() -> argparse.ArgumentParser:
         "--teacher",
         action="append",
         default=[],
-        type=Path,
         metavar="CHECKPOINT",
-        help="distil from this trained model (repeat for several; needs --distill-weight)",
+        help="distil from this trained model, a checkpoint or run folder or 'default' (the "
+        "bundled model); repeat for several; needs --distill-weight",
     )
     train_cmd.set_defaults(run=_train)
 
@@ -567,7 +567,12 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="score a checkpoint on a corpus (WA, UA, macro-F1, confusion matrix)",
     )
-    eval_cmd.add_argument("--checkpoint", required=True, type=Path, help="checkpoint or run")
+    # A string, not a Path: "default" is the bundled model, as for predict's --model.
+    eval_cmd.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint or run folder, or 'default' (the bundled model)",
+    )
     _add_corpus_args(eval_cmd)
     eval_cmd.add_argument("--speakers", help="comma-separated speakers to score (default all)")
     eval_cmd.add_argument("--clip-seconds", type=float, help="centred windows of this length")

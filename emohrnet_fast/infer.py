@@ -529,7 +529,7 @@ class Predictor:
             what = "the clip is" if length < window else f"each {window / rate:g}-s window is"
             _warn_short(what, windows.shape[1], self)
             windows = torch.nn.functional.pad(windows, (0, self.min_samples - windows.shape[1]))
-        logits = self.batch_logits(windows)
+        logits = _finite(self.batch_logits(windows))
         starts = torch.arange(count, dtype=torch.float64) * hop / rate
         ends = torch.clamp(starts + window / rate, max=length / rate)
         return Timeline(
@@ -554,7 +554,7 @@ class Predictor:
     def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
         clips, single = self._clips(audio, sample_rate, pad=True)
         if isinstance(clips, Tensor):  # a (clips, time) batch: equal lengths, one tensor
-            return self.batch_logits(clips), single
+            return _finite(self.batch_logits(clips)), single
         out = torch.empty(len(clips), len(self.labels))
         buckets: dict[int, list[int]] = {}
         for i, clip in enumerate(clips):
@@ -564,7 +564,7 @@ class Predictor:
             devices = {clips[i].device for i in members}
             home = devices.pop() if len(devices) == 1 else self.device  # stack, then copy once
             out[members] = self.batch_logits(torch.stack([clips[i].to(home) for i in members]))
-        return out, single
+        return _finite(out), single
 
     def batch_logits(self, rows: Tensor) -> Tensor:
         """``(clips, samples)`` equal-length float waveforms, already at the model's rate, on
@@ -743,6 +743,19 @@ def _warn(message: str) -> None:
     while frame is not None and frame.f_globals.get("__name__", "").startswith("emohrnet_fast."):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _finite(logits: Tensor) -> Tensor:
+    """``logits`` (CPU), or a clear error where finite samples still overflowed float32 in
+    the features (amplitudes near 1e19: a power spectrum beyond 3.4e38)."""
+    bad = (~torch.isfinite(logits).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"{_plural('clip', bad)} too loud for float32 features (samples of 1e19 and more "
+            "overflow the power spectrum), so the scores came out NaN or Inf: rescale the "
+            "audio (expected amplitudes of order 1, or integer PCM scales)"
+        )
+    return logits
 
 
 def _warn_short(subject: str, length: int, predictor: Predictor) -> None:

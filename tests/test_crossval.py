@@ -215,6 +215,8 @@ def test_cli_train_evaluate_cv_end_to_end(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and sum(report["support"]) == 12
     assert (report_dir / "confusion.png").exists()
+    code = main(["evaluate", "--checkpoint", "default", *data, "--speakers", "03"])
+    assert code == 0 and "UA" in capsys.readouterr().out  # the bundled model, by name
 
     study = tmp_path / "study"
     code = main(

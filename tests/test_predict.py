@@ -287,13 +287,14 @@ def test_non_finite_samples_name_the_clip(predictor, speech):
         with pytest.raises(ValueError, match="clip 0: non-finite samples"):
             predictor(bad.numpy(), RATE)
     # Inf and -Inf together make a NaN sum; huge finite samples overflow it to inf and must
-    # still pass (the clip-by-clip check clears them).
+    # still pass that check (the clip-by-clip check clears them), to fail as too loud.
     both = speech[1].clone()
     both[100], both[200] = float("inf"), float("-inf")
     with pytest.raises(ValueError, match="clip 1: non-finite samples"):
         predictor(torch.stack([speech[0], both]), RATE)
     loud = torch.full_like(speech[0], 3e38)
-    assert len(predictor(torch.stack([speech[0], loud]), RATE)) == 2
+    with pytest.raises(ValueError, match="clip 1 is too loud for float32 features"):
+        predictor(torch.stack([speech[0], loud]), RATE)
 
 
 def test_shapes_and_types_that_are_not_audio(predictor, speech):
@@ -531,6 +532,16 @@ def test_multichannel_array_as_read_by_soundfile_is_refused(predictor, speech):
         predictor(stereo, RATE)
     downmixed = predictor(stereo.mean(axis=1), RATE)
     assert downmixed == predictor(speech[0], RATE)
+
+
+def test_samples_too_large_for_float32_features_are_an_error(predictor, speech):
+    """Finite samples of ~1e20 overflow the power spectrum: an error, not NaN scores."""
+    loud = [speech[0], speech[1] * 1e20]
+    with pytest.raises(ValueError, match=r"clip 1 is too loud for float32 features"):
+        predictor(loud, RATE)
+    with pytest.raises(ValueError, match=r"clip 0 is too loud"):
+        predictor.timeline(speech[0] * 1e20, RATE)
+    assert predictor(speech[1] * 3e4, RATE)  # int16-scale samples are fine
 
 
 def test_timeline_bad_input(predictor, speech):
