@@ -41,7 +41,9 @@ class FrontEnd(nn.Module):
             table = getattr(self, name)
             if table is not None and table.is_floating_point() and table.dtype != torch.float32:
                 if fresh is None:
-                    fresh = dict(zip(FrontEndTables._fields, build_tables(self.config)))
+                    fresh = dict(
+                        zip(FrontEndTables._fields, build_tables(self.config), strict=False)
+                    )
                 setattr(self, name, fresh[name].to(table.device))
         return self
 

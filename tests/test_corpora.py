@@ -114,6 +114,31 @@ def test_ravdess_speech_only(tmp_path):
     assert corpus.waveforms.lengths.tolist() == [800] * 16  # 50 ms, 48 kHz -> 16 kHz
 
 
+def test_a_copy_nested_in_the_download_is_read_once(tmp_path):
+    """Some redistributions nest a second full copy: each recording counts once, the extra
+    files are reported, and no split can put one recording on both sides."""
+    root = fx.ravdess(tmp_path / "ravdess")
+    fx.ravdess(root / "audio_speech_actors_01-24")
+    corpus = _load("ravdess", root, tmp_path)
+    assert len(corpus) == 16 and len({u.path.name for u in corpus}) == 16
+    assert (
+        _reasons(corpus)["a second copy of a recording already read (same file name and speaker)"]
+        == 16
+    )
+    for fold in ef.data.splits(corpus, "random", k=2):
+        train = {corpus[i].path.name for i in fold.train.tolist()}
+        assert not train & {corpus[i].path.name for i in fold.test.tolist()}
+
+
+def test_broken_symbolic_links_are_reported(tmp_path):
+    root = fx.emodb(tmp_path / "emodb")
+    (root / "wav" / "16a01Wb.wav").symlink_to(tmp_path / "annex" / "not-fetched")
+    corpus = _load("emodb", root, tmp_path)
+    reason = "a broken symbolic link (its target is missing: annexed content not fetched?)"
+    assert [s.path.name for s in corpus.skipped if s.reason == reason] == ["16a01Wb.wav"]
+    assert "16a01Wb.wav" not in {u.path.name for u in corpus}
+
+
 def test_cremad(tmp_path):
     corpus = _load("cremad", fx.cremad(tmp_path / "CREMA-D"), tmp_path)
     assert len(corpus) == 6 and corpus.speakers == ("1001", "1002", "1091")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from emohrnet_fast.data import cremad, emodb, emovo, folder, iemocap, ravdess, savee, tess
-from emohrnet_fast.data._scan import layout_error
-from emohrnet_fast.data.corpus import Corpus, attach_waveforms, make_corpus
+from emohrnet_fast.data._scan import BROKEN_LINK, broken_links, drop_duplicates, layout_error
+from emohrnet_fast.data.corpus import Corpus, Skipped, attach_waveforms, make_corpus
 
 
 class _Reader(NamedTuple):
@@ -30,6 +30,10 @@ _READERS: dict[str, _Reader] = {
     "folder": _Reader(folder.FOLDER_TITLE, folder.FOLDER_LAYOUT, folder.scan_folder),
     "csv": _Reader(folder.CSV_TITLE, folder.CSV_LAYOUT, folder.scan_csv),
 }
+
+
+# Layouts the user defines: two files of one name there may be two recordings.
+_USER_LAYOUTS = ("folder", "csv")
 
 
 def known_corpora() -> tuple[str, ...]:
@@ -107,6 +111,11 @@ def load_corpus(
     if name != "csv" and not root.is_dir():
         raise layout_error(reader.title, root, reader.layout, "a file, not a folder")
     utterances, skipped = reader.scan(root, **options)
+    if root.is_dir():
+        skipped = [*skipped, *(Skipped(p, BROKEN_LINK) for p in broken_links(root))]
+    if name not in _USER_LAYOUTS:  # the corpora's own file names identify their recordings
+        utterances, duplicates = drop_duplicates(utterances)
+        skipped = [*skipped, *duplicates]
     if not utterances:
         found = f"{len(skipped)} files, none matching" if skipped else "no audio files"
         raise layout_error(reader.title, root, reader.layout, found)
