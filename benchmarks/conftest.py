@@ -8,7 +8,6 @@ the same run). `--bench-table PATH` also writes the table as markdown for BENCHM
 
 from __future__ import annotations
 
-import platform
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from emohrnet_fast.bench import device_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -43,18 +44,6 @@ _COPY_BANDWIDTH: dict[str, float] = {}
 
 def pytest_addoption(parser):
     parser.addoption("--bench-table", default=None, help="write the summary table (markdown) here")
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def copy_bandwidth(device: str) -> float:

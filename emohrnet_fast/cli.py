@@ -44,6 +44,30 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from emohrnet_fast import bench
+    from emohrnet_fast._info import resolve_device
+
+    device = resolve_device(args.device, "--device")
+    say = None if args.quiet else (lambda name: print(f"timing {name}", file=sys.stderr))
+    rows = bench.run(
+        device,
+        batch=args.batch,
+        clip_seconds=args.clip_seconds,
+        repeat=args.repeat,
+        model=not args.no_model,
+        progress=say,
+    )
+    if args.json:
+        report = {"device": bench.device_name(device), "torch": torch.__version__}
+        print(json.dumps({**report, "rows": [row.to_dict() for row in rows]}, indent=2))
+    else:
+        print(bench.markdown(rows, device), end="")
+    return 0
+
+
 def _corpus(args: argparse.Namespace, sample_rate: int):
     from emohrnet_fast.data import load_corpus
 
@@ -538,6 +562,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     info_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     info_cmd.set_defaults(run=_info)
+
+    bench_cmd = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="time our kernels and EmoHRNet-small beside the eager code a user would run "
+        "instead, on this machine (the full suite: pytest benchmarks)",
+    )
+    bench_cmd.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
+    bench_cmd.add_argument("--batch", type=int, default=64, help="clips per call (default 64)")
+    bench_cmd.add_argument(
+        "--clip-seconds", type=float, default=4.0, help="clip length (default 4 s at 16 kHz)"
+    )
+    bench_cmd.add_argument(
+        "--repeat", type=int, default=10, help="timed calls each, after 2 warm-up calls"
+    )
+    bench_cmd.add_argument(
+        "--no-model", action="store_true", help="skip the EmoHRNet-small row (slow on a CPU)"
+    )
+    bench_cmd.add_argument("--json", action="store_true", help="print the rows as JSON")
+    bench_cmd.set_defaults(run=_bench)
 
     train_cmd = commands.add_parser(
         "train",

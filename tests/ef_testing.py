@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from emohrnet_fast._info import cuda_usable
+from emohrnet_fast.bench import torchaudio_frontend  # noqa: F401 (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = Path(os.environ.get("EMOHRNET_EMODB", REPO.parent / "shared" / "data" / "emodb"))
@@ -68,52 +69,3 @@ def load_wav(path: Path) -> tuple[torch.Tensor, int]:
 
     data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
     return torch.from_numpy(data.mean(axis=1).copy()), sr
-
-
-def torchaudio_frontend(config, device: str):
-    """torchaudio's equivalent of the front-end ``config`` (a ``FrontEndConfig``): ``MFCC``
-    when it has ``n_mfcc``, else ``MelSpectrogram`` (``Spectrogram`` without Mel bands) then
-    ``AmplitudeToDB`` for dB output; ``(callable, name)``, or ``None`` where torchaudio is not
-    installed. The callable takes ``(..., time)``; like torchaudio it clamps ``top_db`` over
-    each ``(channels, features, frames)`` block, so a ``(B, time)`` batch is clamped as one
-    and ``(B, 1, time)`` per example (ours: always per example)."""
-    try:
-        import torchaudio
-    except ImportError:
-        return None
-    if config.output == "log":
-        raise ValueError("torchaudio has no log(x + eps) front-end")
-    transforms = torchaudio.transforms
-    mel_kwargs = dict(
-        n_fft=config.n_fft,
-        win_length=config.win_length,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        f_min=config.f_min,
-        f_max=config.f_max,
-        power=config.power,
-        mel_scale=config.mel_scale,
-        norm=config.norm,
-    )
-    stype = "power" if config.power == 2.0 else "magnitude"
-    to_db = transforms.AmplitudeToDB(stype, top_db=config.top_db)
-    if config.n_mfcc:
-        mfcc = transforms.MFCC(config.sample_rate, n_mfcc=config.n_mfcc, melkwargs=mel_kwargs)
-        mfcc.amplitude_to_DB = to_db  # MFCC's own is AmplitudeToDB("power", 80)
-        return mfcc.to(device), "torchaudio MFCC"
-    if config.n_mels is None:
-        bands = transforms.Spectrogram(
-            n_fft=config.n_fft,
-            win_length=config.win_length,
-            hop_length=config.hop_length,
-            power=config.power,
-        )
-        name = "torchaudio Spectrogram"
-    else:
-        bands = transforms.MelSpectrogram(config.sample_rate, **mel_kwargs)
-        name = "torchaudio MelSpectrogram"
-    bands = bands.to(device)
-    if config.output == "power":
-        return bands, name
-    to_db = to_db.to(device)
-    return (lambda wave: to_db(bands(wave))), f"{name} + AmplitudeToDB"

@@ -35,3 +35,31 @@ def test_unknown_command_exits_nonzero(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_bench_times_each_op_beside_its_baseline(capsys):
+    args = ["--device", "cpu", "--batch", "4", "--clip-seconds", "1", "--repeat", "1"]
+    code = main(["bench", *args, "--json", "--quiet"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and "threads" in report["device"]
+    assert [row["op"] for row in report["rows"]] == [
+        "log-Mel",
+        "SpecAugment",
+        "HRNet fuse, forward",
+        "HRNet fuse, forward + backward",
+        "EmoHRNet-small inference",
+    ]
+    for row in report["rows"]:
+        assert row["ours_ms"] > 0 and row["baseline_ms"] > 0
+        assert row["speedup"] == row["baseline_ms"] / row["ours_ms"]
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--repeat", "1", "--no-model"])
+    table = capsys.readouterr().out
+    assert code == 0 and table.startswith("Device: ") and table.count("\n| ") == 5
+    assert "EmoHRNet" not in table
+
+
+def test_bench_bad_arguments(capsys):
+    assert main(["bench", "--batch", "0"]) == 1
+    assert "batch=0: expected an integer >= 1" in capsys.readouterr().err
+    assert main(["bench", "--clip-seconds", "0.1"]) == 1
+    assert "clip_seconds=0.1" in capsys.readouterr().err

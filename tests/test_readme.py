@@ -98,3 +98,25 @@ def test_readme_inference_commands_run(tmp_path):
         assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), line
     assert (tmp_path / "runs" / "timeline.png").stat().st_size > 0
+
+
+def test_readme_bench_command_runs():
+    """The Benchmarks section's quick command, as written, shortened by appended flags."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Benchmarks") : text.index("## Data")]
+    (line,) = [
+        line
+        for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("emohrnet-fast bench")
+    ]
+    argv = [sys.executable, "-P", "-m", "emohrnet_fast", *shlex.split(line)[1:]]
+    result = subprocess.run(
+        [*argv, "--device", "cpu", "--batch", "2", "--repeat", "1", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| log-Mel |" in result.stdout and "speed-up" in result.stdout

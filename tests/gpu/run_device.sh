@@ -237,6 +237,12 @@ timeout 120 python3 tests/gpu/profile_model.py >"$OUT/profile-model.txt" 2>&1
 note profile-model "rc=$? in $((SECONDS - start)) s"
 grep "^## " "$OUT/profile-model.txt" | tee -a "$summary"
 
+# The user-facing quick table (`emohrnet-fast bench`), a few seconds.
+start=$SECONDS
+timeout 90 python3 -m emohrnet_fast bench --device cuda --quiet >"$logs/cli-bench.md" 2>&1
+note cli-bench "rc=$? in $((SECONDS - start)) s"
+tee -a "$summary" <"$logs/cli-bench.md"
+
 # Benchmarks, the issues' bars first: kernels, training step, inference, the timm anchor and the
 # deployed presets; then the compiled training step and EmoHRNet-small's compiled rows (about a
 # minute of compiling each); then every other case. BENCH_ONLY (a -k expression) runs just
