@@ -279,7 +279,7 @@ def ensemble_studies(
     for folder, info in zip(folders[1:], infos[1:], strict=True):
         differences = [
             f"{key}: {first[key]!r} in {folders[0]}, {info[key]!r} in {folder}"
-            for key in (*_SAME_IN_ENSEMBLES, "speaker_norm")
+            for key in (*_fold_settings(first["protocol"]), "speaker_norm")
             if info[key] != first[key]
         ]
         if differences:
@@ -365,6 +365,15 @@ def _config_differences(first: dict, other: dict) -> list[str]:
 # Settings that make two studies' folds the same test sets (for an ensemble also speaker
 # normalisation, which changes what a fold's test figure means; a teacher's may differ).
 _SAME_IN_ENSEMBLES = ("corpus", "protocol", "k", "split_seed")
+# The protocols whose folds k and the split seed choose (loso and session ignore both).
+_SEEDED_PROTOCOLS = ("speaker_kfold", "random")
+
+
+def _fold_settings(protocol: str) -> tuple[str, ...]:
+    """Which of :data:`_SAME_IN_ENSEMBLES` decide ``protocol``'s folds."""
+    if protocol in _SEEDED_PROTOCOLS:
+        return _SAME_IN_ENSEMBLES
+    return tuple(key for key in _SAME_IN_ENSEMBLES if key not in ("k", "split_seed"))
 
 
 def _study_info(folder: Path, role: str = "studies") -> dict:
@@ -388,7 +397,7 @@ def _check_teacher(
     differences = [
         f"{key}: {info.get(key)!r} there, {value!r} here"
         for key, value in ours.items()
-        if info.get(key) != value
+        if key in _fold_settings(protocol) and info.get(key) != value
     ]
     if differences:
         raise ValueError(

@@ -123,6 +123,12 @@ def test_members_must_share_corpus_split_and_test_utterances(corpus, seeds, tmp_
     file.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"fold 1 of .*tampered tested other utterances"):
         ef.ensemble_studies([seeds[0], tampered])
+    # LOSO folds do not depend on k or the split seed: a study run with others still joins.
+    other_k = tmp_path / "other_k"
+    shutil.copytree(seeds[1], other_k, ignore=shutil.ignore_patterns("run"))
+    study = json.loads((other_k / "study.json").read_text())
+    (other_k / "study.json").write_text(json.dumps({**study, "k": 7, "split_seed": 3}))
+    assert [r.meta["fold"] for r in ef.ensemble_studies([seeds[0], other_k]).folds] == [1, 2]
 
 
 def test_a_moved_study_still_matches(seeds, tmp_path):
