@@ -151,6 +151,9 @@ def calibrate(
 
     Returns:
         The :class:`Calibration` fitted and measured on ``dataset``.
+
+    Raises:
+        ValueError: as :func:`emohrnet_fast.evaluate` for the same ``dataset``.
     """
     from emohrnet_fast.checkpoint import unwrap
     from emohrnet_fast.evaluate import dataset_logits, targets_for

@@ -237,11 +237,17 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> E
         path: a checkpoint folder, its ``model.safetensors``, a training run folder
             (its best epoch when it had a validation set, else its last), or ``"default"``:
             the bundled model (``FileNotFoundError`` in an installation without one).
-        device: where the weights go.
+        device: where the weights go (the CPU unless asked; :class:`~emohrnet_fast.Predictor`
+            and :func:`~emohrnet_fast.predict` default to CUDA when usable).
 
     Returns:
         The model, with ``labels`` (class names) and ``default_frontend`` (the features it
         was trained on) set.
+
+    Raises:
+        FileNotFoundError: nothing at ``path`` (or no bundled model in this installation).
+        CheckpointError: a folder that is not a checkpoint, or one this version cannot read
+            (the message says which file or field).
     """
     from safetensors.torch import load_file
 

@@ -1,7 +1,8 @@
 """Command line: ``emohrnet-fast <command>`` (also ``python -m emohrnet_fast``).
 
 Errors print one line (``emohrnet-fast: error: ...``) and exit with status 1; ``--debug``
-shows the traceback instead.
+shows the traceback instead. A mistyped command line prints the usage and exits with status 2
+(argparse), an interrupt (Ctrl-C) with 130.
 """
 
 from __future__ import annotations

@@ -155,8 +155,9 @@ def cross_validate(
         split_seed: seed of the fold assignment (``speaker_kfold``, ``random``).
         folds: run only these fold numbers (0-based), e.g. for a quick partial study; the
             summary then covers those folds only and says so.
-        teachers: finished study folders of the same corpus, protocol, ``k`` and split seed
-            to distil from (needs ``config.distill_weight > 0``): fold k's model learns from
+        teachers: finished study folders of the same corpus and protocol (and ``k`` and
+            split seed for ``speaker_kfold`` and ``random``) to distil from (needs
+            ``config.distill_weight > 0``): fold k's model learns from
             the mean softened softmax of the teachers' fold-k models, which never heard fold
             k's test utterances, so the figures stay those of the protocol. Each teacher must
             have finished every fold run here.
@@ -255,7 +256,8 @@ def ensemble_studies(
 
     Args:
         studies: two or more study folders (``cross_validate``'s ``out_dir``) of the same
-            corpus, protocol, ``k``, split seed and speaker normalisation.
+            corpus, protocol and speaker normalisation (and the same ``k`` and split seed
+            for ``speaker_kfold`` and ``random``, whose folds they choose).
         out_dir: where to write the ensemble's per-fold reports and predictions (with the
             ensemble's logits, ``log`` of the mean probabilities), ``pooled/`` and
             ``summary.md`` / ``summary.json``; ``None``: nothing is written.

@@ -233,6 +233,11 @@ def evaluate(
 
     Returns:
         The :class:`Report` over the model's classes.
+
+    Raises:
+        ValueError: the dataset has no waveforms, is empty, is at another sample rate than
+            the model, or holds labels the model was not trained on; a bad ``batch_size``;
+            a speaker-normalised model and utterances without a speaker.
     """
     from emohrnet_fast.checkpoint import unwrap
 

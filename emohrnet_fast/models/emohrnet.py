@@ -5,7 +5,7 @@ The paper's hyper-parameters are not available to us. The backbone follows the H
 image-classification networks (Wang et al. 2019; the layout and parameter names of timm's
 ``hrnet_w18_small`` / ``hrnet_w18`` / ``hrnet_w32``, so their weights load by name):
 
-* stem: two 3x3 stride-2 convs (+ BN + ReLU), 64 channels;
+* stem: two 3x3 stride-2 convs (+ BN + ReLU), 64 channels (``stem_width``; 32 in compact);
 * stage 1: bottleneck blocks; stages 2-4: 2, 3, 4 parallel branches, each branch halving both
   axes and doubling the channels; each stage is a sequence of modules, each module runs basic
   blocks per branch and ends with a fuse layer: for output branch i, contributions from
@@ -15,8 +15,9 @@ image-classification networks (Wang et al. 2019; the layout and parameter names 
   to a size (not by a power-of-two factor, as the image HRNet does) is what lets any frame
   count through: 401 frames need no padding;
 * head: the HRNet classification head (bottleneck "increase" blocks per branch, stride-2 merges
-  down to the lowest resolution, 1x1 conv to 2048 channels, global average pooling), then our
-  choice for the emotion classifier: one hidden layer of 256 units (ReLU, dropout 0.3; its
+  down to the lowest resolution, 1x1 conv to 2048 channels (1024 in compact), global average
+  pooling), then our choice for the emotion classifier: one hidden layer of 256 units (128 in
+  compact; ReLU, dropout 0.3; its
   activations are the model's ``embedding``) and a linear layer to the logits.
 """
 
@@ -219,8 +220,9 @@ class HighResolutionModule(nn.Module):
 
 
 class EmoHRNet(EmotionModel):
-    """``features (B, [1,] n_mels, frames)`` -> :class:`ModelOutput` (logits, 256-d embedding,
-    no reconstruction). See the module docstring for the architecture."""
+    """``features (B, [1,] n_mels, frames)`` -> :class:`ModelOutput` (logits, a ``hidden``-d
+    embedding: 256, 128 in compact; no reconstruction). See the module docstring for the
+    architecture."""
 
     min_size = 32  # the lowest branch is 32x smaller than the input on both axes
     uses_spec_augment = True  # the paper trains with SpecAugment
