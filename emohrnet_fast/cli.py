@@ -340,6 +340,7 @@ def _cv(args: argparse.Namespace) -> int:
         corpus,
         args.protocol,
         k=args.k,
+        split_seed=args.split_seed,
         folds=folds,
         teachers=args.teacher,
         out_dir=args.out,
@@ -640,6 +641,12 @@ def _parser() -> argparse.ArgumentParser:
         help="fold protocol (random is speaker-dependent)",
     )
     cv_cmd.add_argument("--k", type=int, default=5, help="folds for speaker_kfold / random")
+    cv_cmd.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of the fold assignment for speaker_kfold / random (default 0)",
+    )
     cv_cmd.add_argument("--folds", help="comma-separated fold numbers to run (default all)")
     cv_cmd.add_argument(
         "--out", type=Path, help="study folder; rerunning into it resumes the study"

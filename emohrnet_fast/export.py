@@ -147,6 +147,8 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
     ]
     if summary["protocol"] in ("speaker_kfold", "random"):
         parts.append(f"--k {summary['k']}")
+        if summary.get("split_seed", 0):
+            parts.append(f"--split-seed {summary['split_seed']}")
     parts += [f"--teacher {teacher}" for teacher in summary.get("teachers", ())]
     for field, flag in TRAIN_VALUE_FLAGS.items():
         value = getattr(config, field)

@@ -109,6 +109,14 @@ def test_card_command_reproduces_the_config(config):
     assert _train_config(args) == config
 
 
+def test_card_command_keeps_the_split_of_seeded_protocols():
+    summary = {"corpus": "emodb", "root": "r", "protocol": "random", "k": 4, "split_seed": 3}
+    args = _parser().parse_args(shlex.split(_cv_command(summary, ef.TrainConfig()))[1:])
+    assert (args.protocol, args.k, args.split_seed) == ("random", 4, 3)
+    loso = {**summary, "protocol": "loso"}
+    assert "--split-seed" not in _cv_command(loso, ef.TrainConfig())
+
+
 def test_card_command_names_front_end_changes_without_a_flag():
     linear = ef.FrontEndConfig(n_mels=None, n_fft=400)
     command = _cv_command(
