@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole GPU check in ONE device command (a lease is 15 minutes of device time, a command at
 # most 10): build; the EmoDB studies in the background while the GPU tests, the timm and
-# torchaudio reference tests and the CUDA sanitizers run; then, on a quiet GPU, an ncu profile of
-# the fused front-end and the GPU benchmarks, most important first. Every stage has a deadline
-# inside RUN_SECONDS, a stage cut short says so in summary.txt, and carrying studies.tar back in
-# resumes the studies at the fold they were in.
+# torchaudio reference tests and the CUDA sanitizers run; then, on a quiet GPU, the benchmarks of
+# the issues' bars, the ncu and torch.profiler profiles, `emohrnet-fast bench`, and the other
+# benchmarks. Every stage has a deadline inside RUN_SECONDS, a stage cut short says so in
+# summary.txt, and carrying studies.tar back in resumes the studies at the fold they were in.
 #
 # Back in $OUT (at most 8 files come back):
 #   summary.txt          one line per stage, sanitizer summaries, ncu figures, study results
@@ -49,6 +49,8 @@ studies=${STUDIES-hr_small_loso hr_small_loso_sn hr_compact_loso_sn} # STUDIES="
 studies_end=$((budget * 50 / 100)) # then the GPU is left to ncu and the benchmarks
 # Seconds until a deadline, at least 5: `timeout 0` would mean no limit at all.
 left() { local s=$(($1 - SECONDS)); echo $((s > 5 ? s : 5)); }
+# The smaller of a stage's own cap ($2 seconds) and the time left until deadline $1.
+cap() { local l=$(left "$1"); echo $(($2 < l ? $2 : l)); }
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 logs=$(mktemp -d)
@@ -126,7 +128,7 @@ for tar in .studies/*.tar; do [ -f "$tar" ] && tar -xf "$tar"; done
 study() { # name, cv arguments...
   local name=$1 start=$SECONDS
   shift
-  timeout -s INT -k 30 "$(left $studies_end)" emohrnet-fast cv --corpus emodb --root "$emodb" \
+  timeout -s INT -k 30 "$(left $studies_end)" python3 -m emohrnet_fast cv --corpus emodb --root "$emodb" \
     --epochs "$epochs" --precision bf16 --cache-dir studies/cache --out "studies/$name" "$@" \
     ${CV_ARGS:-} >"$logs/$name.log" 2>&1
   note "$name" "rc=$? in $((SECONDS - start)) s (124/130: stopped at the deadline, resumable)"
@@ -215,34 +217,8 @@ for compact in hr_compact_loso_ls hr_compact_loso; do
   fi
 done
 
-# Which pipe and which stalls: the log-Mel kernel is compute/shared-memory bound (SM 74 %,
-# DRAM 5 % of its floor on the H200), so the next step needs more than speed-of-light.
-timeout 90 ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count 1 \
-  --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-  --section Occupancy --section WarpStateStats --section InstructionStats \
-  --section SchedulerStats python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu.txt" 2>&1
-note ncu "rc=$?"
-grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy|Issue Slots Busy|Shared Memory|Bank Conflicts|Stall|Executed Ipc Active" "$logs/ncu.txt" |
-  head -30 | tee -a "$summary"
-timeout 60 ncu --kernel-name regex:spec_augment_kernel --launch-skip 1 --launch-count 1 \
-  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-  python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu-spec-augment.txt" 2>&1
-note ncu-spec-augment "rc=$?"
-grep -E "Memory Throughput|DRAM Throughput|Duration|Achieved Occupancy" "$logs/ncu-spec-augment.txt" |
-  tee -a "$summary"
-
-# Where EmoHRNet's GPU time goes, kernel fuse against the eager one (torch.profiler).
-start=$SECONDS
-timeout 120 python3 tests/gpu/profile_model.py >"$OUT/profile-model.txt" 2>&1
-note profile-model "rc=$? in $((SECONDS - start)) s"
-grep "^## " "$OUT/profile-model.txt" | tee -a "$summary"
-
-# The user-facing quick table (`emohrnet-fast bench`), a few seconds.
-start=$SECONDS
-timeout 90 python3 -m emohrnet_fast bench --device cuda --quiet >"$logs/cli-bench.md" 2>&1
-note cli-bench "rc=$? in $((SECONDS - start)) s"
-tee -a "$summary" <"$logs/cli-bench.md"
-
+# On a quiet GPU: the issues' bars first (benchmark tier 1), then the profiles, then the
+# compiled rows and the rest, each stage within what is left of the budget.
 # Benchmarks, the issues' bars first: kernels, training step, inference, the timm anchor and the
 # deployed presets; then the compiled training step and EmoHRNet-small's compiled rows (about a
 # minute of compiling each); then every other case. BENCH_ONLY (a -k expression) runs just
@@ -264,6 +240,37 @@ if [ -n "${BENCH_ONLY:-}" ]; then
   bench only $((budget - 25)) "$BENCH_ONLY"
 else
   bench tier1 $((budget - 90)) "not ($rest)"
+fi
+
+# Which pipe and which stalls: the log-Mel kernel is compute/shared-memory bound (SM 74 %,
+# DRAM 5 % of its floor on the H200), so the next step needs more than speed-of-light.
+timeout "$(cap $((budget - 60)) 90)" ncu --kernel-name regex:log_mel_kernel --launch-skip 1 --launch-count 1 \
+  --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+  --section Occupancy --section WarpStateStats --section InstructionStats \
+  --section SchedulerStats python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu.txt" 2>&1
+note ncu "rc=$?"
+grep -E "Memory Throughput|Compute \(SM\) Throughput|Duration|Achieved Occupancy|Issue Slots Busy|Shared Memory|Bank Conflicts|Stall|Executed Ipc Active" "$logs/ncu.txt" |
+  head -30 | tee -a "$summary"
+timeout "$(cap $((budget - 50)) 60)" ncu --kernel-name regex:spec_augment_kernel --launch-skip 1 --launch-count 1 \
+  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+  python3 tests/gpu/kernel_cases.py --profile >"$logs/ncu-spec-augment.txt" 2>&1
+note ncu-spec-augment "rc=$?"
+grep -E "Memory Throughput|DRAM Throughput|Duration|Achieved Occupancy" "$logs/ncu-spec-augment.txt" |
+  tee -a "$summary"
+
+# Where EmoHRNet's GPU time goes, kernel fuse against the eager one (torch.profiler).
+start=$SECONDS
+timeout "$(cap $((budget - 45)) 120)" python3 tests/gpu/profile_model.py >"$OUT/profile-model.txt" 2>&1
+note profile-model "rc=$? in $((SECONDS - start)) s"
+grep "^## " "$OUT/profile-model.txt" | tee -a "$summary"
+
+# The user-facing quick table (`emohrnet-fast bench`), a few seconds.
+start=$SECONDS
+timeout "$(cap $((budget - 30)) 90)" python3 -m emohrnet_fast bench --device cuda --quiet >"$logs/cli-bench.md" 2>&1
+note cli-bench "rc=$? in $((SECONDS - start)) s"
+tee -a "$summary" <"$logs/cli-bench.md"
+
+if [ -z "${BENCH_ONLY:-}" ]; then
   bench tier2 $((budget - 45)) "$tier2"
   bench tier3 $((budget - 25)) "($rest) and not ($tier2)"
 fi
