@@ -50,15 +50,19 @@ seen).
 On CUDA, a forward pass whose ``(clips, samples)`` shape was already run once is captured
 as a CUDA graph (front-end + model, after a warm-up on a side stream) and replayed from then
 on: the models are launch-bound (many small convolutions), and one replay replaces hundreds of
-launches. Shapes seen once run eagerly, so one-off lengths pay no capture; the
-``_GRAPH_CACHE`` most recently used graphs are kept. Capture and replay run on the
-Predictor's own GPU, whichever device is current. A graph replays the memory it captured, so
-when the inference copy is made again the graphs are dropped and shapes start again.
-``Predictor(cuda_graphs=False)`` turns this off.
+launches. Shapes seen once run eagerly, so one-off lengths pay no capture; the first
+``_GRAPH_CACHE`` shapes seen twice get graphs, and later ones run eagerly (evicting a graph for
+a new shape would, with more recurring shapes than that, recapture on every call); a shape
+whose capture fails (e.g. out of memory) runs eagerly from then on, with a warning. Capture
+and replay run on the Predictor's own GPU, whichever device is current, and one thread at a
+time (the graphs' input and output buffers are shared). A graph replays the memory it
+captured, so when the inference copy is made again the graphs are dropped and shapes start
+again. ``Predictor(cuda_graphs=False)`` turns this off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import numbers
@@ -89,7 +93,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_DIR = ASSETS / "demo"
 DEMO_LABELS = "labels.csv"
 _CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
-_GRAPH_CACHE = 8  # CUDA graphs a Predictor keeps (one per (clips, samples) shape)
+_GRAPH_CACHE = 8  # CUDA graphs a Predictor captures (one per (clips, samples) shape)
 # A (clips, time) batch of at most this many samples per clip, and more clips than that, is
 # multichannel audio read as (frames, channels) (7.1 sound has 8), not a batch of clips.
 _MAX_CHANNELS = 8
@@ -374,8 +378,11 @@ class Predictor:
         self.batch_size = batch_size
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self._shapes_seen: set[tuple[int, ...]] = set()
-        # shape -> (graph, static input, static logits), least recently used first
-        self._graphs: OrderedDict[tuple[int, ...], tuple[Any, Tensor, Tensor]] = OrderedDict()
+        # shape -> (graph, static input, static logits)
+        self._graphs: dict[tuple[int, ...], tuple[Any, Tensor, Tensor]] = {}
+        self._capture_failed: set[tuple[int, ...]] = set()
+        # Replays share their buffers: a second thread's replay must wait for the copy-out.
+        self._graph_lock = threading.Lock()
         plain = self.model
         # The model as it runs here: fold_batchnorm's copy, made again by _refold() whenever
         # the weights' fingerprint changes (they were replaced or updated).
@@ -456,9 +463,10 @@ class Predictor:
                     features = self.frontend(clip.to(self.device, torch.float32)[None])
                     moments = moments + band_moments(features)
             speaker = SpeakerStats.from_moments(moments[:, 0])
-        self.speaker = speaker
-        self._graphs.clear()  # they read the previous statistics' memory
-        self._shapes_seen.clear()
+        with self._graph_lock:  # not while another thread replays
+            self.speaker = speaker
+            self._graphs.clear()  # they read the previous statistics' memory
+            self._shapes_seen.clear()
         return self
 
     def logits(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
@@ -571,26 +579,26 @@ class Predictor:
         any device -> ``(clips, n_classes)`` float32 logits on the CPU, ``batch_size`` rows
         per forward pass. No input checks, resampling or padding: the fast path for callers
         that did those (evaluation, timelines)."""
-        self._refold()
-        if self.model.speaker_norm and self.speaker is None and not self._warned_unadapted:
-            self._warned_unadapted = True
-            _warn(
-                "this model was trained with speaker normalisation and has no speaker "
-                "statistics yet: call Predictor.adapt(clips of the speaker) first; until then "
-                "its features get the training set's global normalisation, which it was not "
-                "trained on (expect lower accuracy)"
-            )
         out = []
-        with torch.inference_mode():
-            for chunk in rows.split(self.batch_size):
-                batch = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
-                shape = tuple(batch.shape)
-                if self.cuda_graphs and shape in self._shapes_seen:
-                    logits = self._replay(batch)
-                else:
-                    self._shapes_seen.add(shape)
-                    logits = self._classify(batch)
-                out.append(logits.float().cpu())
+        # With CUDA graphs, one thread at a time: replays share their buffers, and a refold
+        # drops the graphs.
+        with self._graph_lock if self.cuda_graphs else contextlib.nullcontext():
+            self._refold()
+            if self.model.speaker_norm and self.speaker is None and not self._warned_unadapted:
+                self._warned_unadapted = True
+                _warn(
+                    "this model was trained with speaker normalisation and has no speaker "
+                    "statistics yet: call Predictor.adapt(clips of the speaker) first; until "
+                    "then its features get the training set's global normalisation, which it "
+                    "was not trained on (expect lower accuracy)"
+                )
+            with torch.inference_mode():
+                for chunk in rows.split(self.batch_size):
+                    batch = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
+                    logits = self._replay(batch) if self._graphed(tuple(batch.shape)) else None
+                    if logits is None:
+                        logits = self._classify(batch)
+                    out.append(logits.float().cpu())
         if not out:
             return torch.empty(0, len(self.labels))
         return torch.cat(out)
@@ -610,18 +618,34 @@ class Predictor:
         ):
             return self._folded.classify(features)
 
-    def _replay(self, batch: Tensor) -> Tensor:
+    def _graphed(self, shape: tuple[int, ...]) -> bool:
+        """Whether this shape runs as a CUDA graph: seen before, and with a graph already or
+        room for one; a first sighting is recorded and runs eagerly."""
+        if not self.cuda_graphs or shape in self._capture_failed:
+            return False
+        if shape not in self._shapes_seen:
+            self._shapes_seen.add(shape)
+            return False
+        return shape in self._graphs or len(self._graphs) < _GRAPH_CACHE
+
+    def _replay(self, batch: Tensor) -> Tensor | None:
         """:meth:`_classify` through the CUDA graph of ``batch``'s shape (captured now if
-        needed); the result is the graph's own output buffer, valid until the next replay."""
+        needed); the result is the graph's own output buffer, valid until the next replay.
+        ``None`` where the capture failed: the caller runs the shape eagerly."""
         shape = tuple(batch.shape)
         entry = self._graphs.get(shape)
         if entry is None:
-            entry = self._capture(batch)
+            try:
+                entry = self._capture(batch)
+            except RuntimeError as error:  # out of memory, or an op that cannot be captured
+                torch.cuda.synchronize(self.device)
+                self._capture_failed.add(shape)
+                _warn(
+                    f"CUDA graph capture failed for a batch of shape {shape} ({error}); that "
+                    "shape runs without a graph from now on"
+                )
+                return None
             self._graphs[shape] = entry
-            if len(self._graphs) > _GRAPH_CACHE:
-                self._graphs.popitem(last=False)
-        else:
-            self._graphs.move_to_end(shape)
         graph, static_in, static_out = entry
         static_in.copy_(batch)
         with torch.cuda.device(self.device):
@@ -642,6 +666,7 @@ class Predictor:
             self._folded_key = key
             self._graphs.clear()
             self._shapes_seen.clear()
+            self._capture_failed.clear()
 
     def _capture(self, batch: Tensor) -> tuple[Any, Tensor, Tensor]:
         static_in = batch.clone()

@@ -823,6 +823,37 @@ def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
     assert captures == [(3, 2 * RATE)] * 2 and list(predictor._graphs) == [(3, 2 * RATE)]
 
 
+def test_graph_cache_never_thrashes_and_survives_a_failed_capture(run, speech, monkeypatch):
+    """More recurring shapes than the cache holds: the first _GRAPH_CACHE shapes seen twice
+    get graphs, the rest run eagerly (evicting would recapture every shape on every call). A
+    capture that fails leaves its shape eager, with one warning, and the answers right."""
+    from emohrnet_fast.infer import _GRAPH_CACHE
+
+    model = ef.load_model(run)
+    predictor = ef.Predictor(model, device="cpu", batch_size=1)
+    eager = ef.Predictor(model, device="cpu", cuda_graphs=False, batch_size=1)
+    predictor.cuda_graphs = True
+    captures, failing = [], {RATE // 2 + 3}
+
+    def capture(batch):
+        captures.append(batch.shape[1])
+        if batch.shape[1] in failing:
+            raise RuntimeError("CUDA out of memory (stand-in)")
+        graph = _StandInGraph(predictor._classify, batch.clone())
+        return graph, graph.static_in, graph.static_out
+
+    monkeypatch.setattr(predictor, "_capture", capture)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    clips = [speech[0][: RATE // 2 + n] for n in range(_GRAPH_CACHE + 3)]  # 11 lengths
+    with pytest.warns(UserWarning, match=r"CUDA graph capture failed .* runs without a graph"):
+        for _ in range(4):
+            assert torch.equal(predictor.logits(clips, RATE), eager.logits(clips, RATE))
+    # One failed attempt, which takes no slot, and _GRAPH_CACHE graphs, each captured once.
+    assert len(captures) == _GRAPH_CACHE + 1 and len(predictor._graphs) == _GRAPH_CACHE
+    assert captures.count(RATE // 2 + 3) == 1  # not retried
+
+
 def test_the_folded_copy_follows_the_model_and_matches_it(run, speech):
     """The Predictor runs the model with its BatchNorms folded: the model's own logits up to
     rounding, and made again after the weights change in place (an optimizer step does)."""

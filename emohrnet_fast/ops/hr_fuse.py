@@ -44,15 +44,26 @@ def nearest_source_index(
     return torch.floor(dst.to(torch.float32) * scale).to(torch.int64).clamp_(max=in_size - 1)
 
 
-@functools.lru_cache(maxsize=64)
 def _block_starts(in_size: int, out_size: int, device: torch.device) -> Tensor:
     """``(in_size + 1,)`` int64: source index ``s`` feeds outputs ``[starts[s], starts[s+1])``.
 
     The nearest map is non-decreasing, so every source's block is one contiguous range (empty
-    for a source no output reads). Cached: the backward of a model runs the same few sizes.
+    for a source no output reads). Cached, as the backward of a model runs the same few
+    sizes, except while a CUDA graph is being captured: a tensor made then belongs to the
+    graph's memory pool and is only written by its replays, so it must not outlive it in a
+    cache that eager calls read.
     """
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return _compute_block_starts(in_size, out_size, device)
+    return _cached_block_starts(in_size, out_size, device)
+
+
+def _compute_block_starts(in_size: int, out_size: int, device: torch.device) -> Tensor:
     sources = torch.arange(in_size + 1, device=device)
     return torch.searchsorted(nearest_source_index(in_size, out_size, device), sources)
+
+
+_cached_block_starts = functools.lru_cache(maxsize=64)(_compute_block_starts)
 
 
 def _is_channels_last(x: Tensor) -> bool:
