@@ -10,6 +10,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: Path, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open()`` / ``mkdir()`` would have (0666 / 0777 less
+    the umask): ``mkstemp`` and ``mkdtemp`` make theirs owner-only, which would leave saved
+    models and reports unreadable to the other users of a shared machine."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` (bytes, or a function that writes into the open binary file) to a
     temporary file beside ``path`` (named as :func:`temp_glob` matches), fsync it, then rename
@@ -24,6 +37,7 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        shareable(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

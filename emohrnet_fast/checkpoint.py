@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emohrnet_fast._files import shareable
 from emohrnet_fast.models.base import EmotionModel
 from emohrnet_fast.models.registry import create, model_config, typed_fields
 
@@ -101,7 +102,9 @@ def save(
         for file_name, text in (extra_files or {}).items():
             (temp / file_name).write_text(text)
         for file in temp.iterdir():
+            shareable(file)
             _fsync(file)
+        shareable(temp, directory=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

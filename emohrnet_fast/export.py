@@ -84,8 +84,9 @@ def export_fold(
         raise ValueError(f"fold={fold!r}: the study in {folder} ran folds {folds}")
     if "calibration" not in summary:
         raise ValueError(
-            f"{folder}: the study has no calibration (it needs two folds or more, with the "
-            "same labels); rerun `emohrnet-fast cv` with the same arguments to add it"
+            f"{folder}: the study has no calibration (the temperature is cross-fitted on the "
+            "other folds, so it needs two finished folds or more, with the same labels): run "
+            "more folds into the same --out (e.g. without --folds) and export again"
         )
     position = folds.index(fold)
     per_fold = summary["per_fold"][position]

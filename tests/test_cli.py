@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+import emohrnet_fast
 from emohrnet_fast.cli import main
 
 
@@ -25,6 +28,13 @@ def test_info_json_via_python_m(tmp_path):
     )
     report = json.loads(result.stdout)
     assert report["kernels"]["cpu"] == ["log_mel", "spec_augment", "hr_fuse"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"emohrnet-fast {emohrnet_fast.__version__}\n"
 
 
 def test_unknown_command_exits_nonzero(tmp_path):

@@ -267,6 +267,18 @@ def test_resume_with_another_config_names_the_difference(reference_run, corpus):
     assert done.resumed_from == 3 and len(done.history) == 3
 
 
+def test_saved_files_get_the_modes_of_plain_files(reference_run):
+    """Atomic writes go through mkstemp / mkdtemp, which are owner-only: the saved run must
+    still be readable as any file the user writes is (0666 / 0777 less the umask)."""
+    _, out = reference_run
+    mask = os.umask(0)
+    os.umask(mask)
+    epoch = checkpoint.epoch_dirs(out)[-1]
+    for path in [epoch, *epoch.iterdir(), out / "history.csv", out / "train_config.json"]:
+        want = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert path.stat().st_mode & 0o777 == want, path
+
+
 def test_resume_on_other_data_is_refused(reference_run, corpus, tmp_path):
     """The checkpoint's fingerprint of its training (and validation) utterances must match;
     a copy of the same audio in another folder still does."""
