@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from ef_testing import POWER_RTOL, frame_relative_error
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from emohrnet_fast import FrontEndConfig
 from emohrnet_fast.ops import MaskParams, hr_fuse, log_mel, reference, spec_augment
+
+# A test extra (CI has it); the GPU machine may lack it, and a failed import there would stop
+# the whole collection of `pytest tests -m cuda`, whose cases these are not.
+pytest.importorskip("hypothesis", reason="needs hypothesis (pip install '.[test]')")
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("EMOHRNET_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
