@@ -3,6 +3,7 @@ benchmarks (benchmarks/conftest.py adds it)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -38,13 +39,18 @@ DB_ATOL = {"cpu": 1e-3, "cuda": 2e-3}
 def frame_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """max |actual - expected| / max over bands of |expected|, per frame; inputs
     ``(..., bands, frames)`` in the power domain. A frame whose expected maximum is 0 must
-    match exactly."""
+    match exactly, and NaN must sit where the expected NaN sits (``inf`` otherwise: an
+    element a kernel never wrote, or a NaN it lost)."""
     actual, expected = actual.double().cpu(), expected.double().cpu()
-    scale = expected.abs().amax(dim=-2, keepdim=True)
-    err = (actual - expected).abs()
+    if not torch.equal(actual.isnan(), expected.isnan()):
+        return math.inf
+    same = (actual == expected) | actual.isnan()  # equal values, infinities included
+    err = torch.where(same, 0.0, (actual - expected).abs())
+    scale = torch.where(expected.isnan(), 0.0, expected.abs()).amax(dim=-2, keepdim=True)
     exact = scale == 0
-    ratio = torch.where(exact, err * float("inf"), err / torch.where(exact, 1.0, scale))
-    ratio = torch.nan_to_num(ratio, nan=0.0)  # inf * 0 for exact matches on silent frames
+    ratio = torch.where(
+        exact, torch.where(err == 0, 0.0, math.inf), err / torch.where(exact, 1.0, scale)
+    )
     return float(ratio.max()) if ratio.numel() else 0.0
 
 

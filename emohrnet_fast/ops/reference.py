@@ -4,6 +4,7 @@ shared code is the constants in :mod:`emohrnet_fast.ops.mel`."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +33,22 @@ def reflect_pad(x: Tensor, pad: int) -> Tensor:
     return x[..., idx]
 
 
+@torch.compiler.disable  # traced code takes them from the cache too, as constants
+@functools.lru_cache(maxsize=32)
+def _tables(
+    config: FrontEndConfig, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Window, filterbank and DCT of ``config`` on ``device``: made once, as the kernel's
+    tables are (and as torchaudio keeps its own as module buffers), so the eager baseline
+    does not pay for building them on every call."""
+    window = stft_window(config).to(device=device, dtype=dtype)
+    fb = None if config.n_mels is None else mel_filterbank(config).to(device=device, dtype=dtype)
+    dct = None
+    if config.n_mfcc is not None:
+        dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=device, dtype=dtype)
+    return window, fb, dct
+
+
 def log_mel(
     waveform: Tensor,
     config: FrontEndConfig | None = None,
@@ -58,19 +75,19 @@ def log_mel(
     config = FrontEndConfig() if config is None else config
     lead, length = waveform.shape[:-1], waveform.shape[-1]
     x = waveform.reshape(-1, length).to(dtype)
+    window, fb, dct = _tables(config, x.device, dtype)
     padded = reflect_pad(x, config.n_fft // 2)
     spec = torch.stft(
         padded,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
-        window=stft_window(config).to(device=x.device, dtype=dtype),
+        window=window,
         center=False,
         return_complex=True,
     )  # (B, n_freqs, frames)
     mag = spec.abs()
     bands = mag.pow(2) if config.power == 2.0 else mag
-    if config.n_mels is not None:
-        fb = mel_filterbank(config).to(device=x.device, dtype=dtype)
+    if fb is not None:
         bands = torch.matmul(fb.t(), bands)  # (B, n_mels, frames)
     if config.output == "log":
         bands = torch.log(bands + config.eps)
@@ -80,8 +97,7 @@ def log_mel(
             finite_or_inf = torch.where(torch.isnan(bands), float("-inf"), bands)
             floor = finite_or_inf.amax(dim=(-2, -1), keepdim=True) - config.top_db
             bands = torch.maximum(bands, floor)
-    if config.n_mfcc is not None:
-        dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=x.device, dtype=dtype)
+    if dct is not None:
         bands = torch.matmul(dct.t(), bands)
     return bands.reshape(*lead, *bands.shape[1:])
 
@@ -128,5 +144,13 @@ def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor], *, check: boo
     if check:
         same_res, low_res = check_hr_fuse_inputs(same_res, low_res, kernel=False)
     size = tuple(same_res[0].shape[-2:])
-    upsampled = (torch.nn.functional.interpolate(x, size=size, mode="nearest") for x in low_res)
-    return torch.relu(sum(same_res) + sum(upsampled))
+    # Summed as written above, but from the first term: Python's sum() starts at 0, and x + 0
+    # is a full extra pass over the data that a user's own code would not make.
+    total = same_res[0]
+    for x in same_res[1:]:
+        total = total + x
+    upsampled = None
+    for x in low_res:
+        up = torch.nn.functional.interpolate(x, size=size, mode="nearest")
+        upsampled = up if upsampled is None else upsampled + up
+    return torch.relu(total if upsampled is None else total + upsampled)
