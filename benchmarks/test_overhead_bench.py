@@ -35,7 +35,7 @@ def _time(timer, fn, workload: str, impl: str) -> None:
 def test_log_mel_call(timer, device, impl):
     x = torch.randn(1, 64, device=device)
     config = FrontEndConfig()
-    op = log_mel if impl == "ours" else reference.log_mel
+    op = log_mel if impl == "ours" else partial(reference.log_mel, check=False)
     _time(timer, lambda: op(x, config), "overhead: log_mel of 64 samples (per call)", impl)
 
 

@@ -3,12 +3,14 @@ this machine, in one process, without pytest.
 
 A quick check of what the library buys on your hardware; the full suite with every workload,
 the memory floors and the tables of BENCHMARKS.md is ``pytest benchmarks`` in a source
-checkout. Each row times one call (mean over ``repeat`` calls after warm-up; CUDA work is
-synchronised before the clock stops) of our op and of its baseline on the same inputs:
+checkout. Each row times one call of our op and of its baseline on the same inputs: two
+warm-up calls each, then ``repeat`` rounds that time one call of each side in turn (CUDA work
+synchronised before each clock stops), and the median of each side's times; alternating the
+two spreads the machine's drift over both.
 
 * log-Mel front-end: torchaudio ``MelSpectrogram`` + ``AmplitudeToDB`` where torchaudio is
   installed, else ``torch.stft`` + filterbank matmul + dB (our eager reference);
-* SpecAugment masking: the eager reference (masks written with ``masked_fill``);
+* SpecAugment masking: the eager reference (``torch.where`` over a dense mask);
 * HRNet fuse (EmoHRNet-small's widest, 4 branches): ``F.interpolate`` + sum + ReLU, forward,
   and forward + backward;
 * EmoHRNet-small inference (features -> logits): the kernel fuse against the eager one.
@@ -17,6 +19,7 @@ synchronised before the clock stops) of our op and of its baseline on the same i
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -110,18 +113,28 @@ def torchaudio_frontend(config: FrontEndConfig, device: str | torch.device):
     return (lambda wave: to_db(bands(wave))), f"{name} + AmplitudeToDB"
 
 
-def time_call(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
-    """Mean seconds per call of ``fn`` over ``repeat`` calls, after two warm-up calls."""
+def time_pair(
+    ours: Callable[[], object],
+    baseline: Callable[[], object],
+    device: torch.device,
+    repeat: int,
+) -> tuple[float, float]:
+    """Median seconds per call of ``ours`` and of ``baseline``: two warm-up calls each, then
+    ``repeat`` rounds timing one call of each in turn."""
     for _ in range(2):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
+        ours()
+        baseline()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / repeat
+        for fn, out in ((ours, times[0]), (baseline, times[1])):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def run(
@@ -140,7 +153,7 @@ def run(
         batch: clips per call (EmoHRNet's model row uses a quarter of it, at least 1).
         clip_seconds: clip length, seconds of 16 kHz audio (the fuse and model rows use the
             feature size of that length).
-        repeat: timed calls per implementation, after two warm-up calls.
+        repeat: timed rounds (one call of each side per round), after two warm-up calls.
         model: include the EmoHRNet-small row (the slowest on a CPU).
         progress: called with each workload's name before it runs.
 
@@ -162,15 +175,8 @@ def run(
     def measure(op, workload, ours, baseline_name, baseline) -> None:
         if progress is not None:
             progress(f"{op}: {workload}")
-        rows.append(
-            BenchRow(
-                op,
-                workload,
-                time_call(ours, device, repeat) * 1e3,
-                baseline_name,
-                time_call(baseline, device, repeat) * 1e3,
-            )
-        )
+        ours_s, baseline_s = time_pair(ours, baseline, device, repeat)
+        rows.append(BenchRow(op, workload, ours_s * 1e3, baseline_name, baseline_s * 1e3))
 
     with torch.inference_mode():
         audio = torch.randn(batch, samples, device=device, generator=generator)
@@ -191,8 +197,8 @@ def run(
             "SpecAugment",
             f"B={batch}, 128 x {frames}, 2 + 2 masks",
             lambda: spec_augment(features, masks),
-            "masked_fill (eager)",
-            lambda: reference.spec_augment(features, masks),
+            "torch.where (eager)",
+            lambda: reference.spec_augment(features, masks, check=False),
         )
 
     # EmoHRNet-small's first branch in stage 4: 16 channels at a quarter of the features'

@@ -119,17 +119,22 @@ def spec_augment(spec: Tensor, masks: MaskParams, *, check: bool = True) -> Tens
             raise TypeError(f"masks: expected MaskParams, got {type(masks).__name__}")
         masks.validate(spec.shape[0], spec.device)
     batch, features, frames = spec.shape[0], spec.shape[-2], spec.shape[-1]
+    middle = [1] * (spec.dim() - 3)
+    mask = dense_mask(masks, features, frames).view(batch, *middle, features, frames)
+    values = masks.values.to(spec.dtype).view(batch, *middle, 1, 1)
+    return torch.where(mask, values, spec)
+
+
+def dense_mask(masks: MaskParams, features: int, frames: int) -> Tensor:
+    """``(B, features, frames)`` bool, True where ``masks`` cover a cell: the ranges broadcast
+    against the axes' indices (half-open, clamped to the axes by the comparison)."""
 
     def covered(ranges: Tensor, size: int) -> Tensor:  # (B, n, 2) -> (B, size)
-        idx = torch.arange(size, device=spec.device)
+        idx = torch.arange(size, device=ranges.device)
         inside = (idx >= ranges[..., :1].long()) & (idx < ranges[..., 1:].long())
         return inside.any(dim=1)
 
-    mask = covered(masks.freq, features)[:, :, None] | covered(masks.time, frames)[:, None, :]
-    middle = [1] * (spec.dim() - 3)
-    mask = mask.view(batch, *middle, features, frames)
-    values = masks.values.to(spec.dtype).view(batch, *middle, 1, 1)
-    return torch.where(mask, values, spec)
+    return covered(masks.freq, features)[:, :, None] | covered(masks.time, frames)[:, None, :]
 
 
 def hr_fuse(same_res: Sequence[Tensor], low_res: Sequence[Tensor], *, check: bool = True) -> Tensor:
