@@ -865,10 +865,21 @@ def nan_kept_outside_drawn_masks(pair: tuple) -> None:
     assert torch.equal(out.isnan(), ~covered)
 
 
+def _one_nan_per_example() -> torch.Tensor:
+    features = torch.randn(2, 16, 20, generator=torch.Generator().manual_seed(5))
+    features[:, 7, 9] = NAN
+    return features
+
+
 def mean_fill_of_nan_is_nan(pair: tuple) -> None:
-    """``mask_value="mean"`` of NaN features is NaN: the whole example stays NaN."""
-    out, _ = pair
-    assert out.isnan().all()
+    """``mask_value="mean"`` over features with one NaN: the mean is NaN, so the masked cells
+    are NaN, and every cell outside the masks is the input's, unchanged."""
+    out, masks = pair
+    features = _one_nan_per_example()
+    covered = _covered(out.shape, masks)
+    assert covered.any() and not covered.all()
+    assert out[covered].isnan().all()
+    torch.testing.assert_close(out[~covered], features[~covered], rtol=0, atol=0, equal_nan=True)
 
 
 SPEC_AUGMENT_MODULE_ROWS = [
@@ -966,7 +977,7 @@ SPEC_AUGMENT_MODULE_ROWS = [
     ),
     row(
         "forward-nan-mean-fill",
-        lambda: _masked_by_module(torch.full((2, 16, 20), NAN), mask_value="mean"),
+        lambda: _masked_by_module(_one_nan_per_example(), mask_value="mean"),
         mean_fill_of_nan_is_nan,
     ),
     row(
@@ -1716,7 +1727,7 @@ REPORT_ROWS = [
     row(
         "nan-label",
         lambda: Report.from_predictions([NAN, 1.0], [0, 1], LABELS),
-        raises(ValueError, r"y_true"),
+        raises(ValueError, r"y_true: expected integer class indices, got torch.float"),
     ),
     row(
         "device-meta",

@@ -340,7 +340,7 @@ def test_unreadable_audio_is_skipped_and_reported(tmp_path):
     fx.junk(folder / "03b01Wa.wav", b"")  # zero bytes
     fx.junk(folder / "03b02Wa.wav", good[:30])  # cut inside the header
     fx.junk(folder / "03b03Wa.wav", good[: len(good) // 2])  # cut inside the audio
-    fx.junk(folder / "03b04Wa.wav", b"RIFF" + os.urandom(200))  # garbage
+    fx.junk(folder / "03b04Wa.wav", b"RIFF" + np.random.default_rng(0).bytes(200))  # garbage
     fx.tone(folder / "03b05Wa.wav", 16000)
     fx.junk(folder / "03b06Wa.wav", _empty_wav())  # a complete header, no samples
     corpus = _load("emodb", root, tmp_path)

@@ -261,18 +261,18 @@ def test_integer_samples_other_than_int16_are_rejected(predictor, samples):
 
 
 @pytest.mark.parametrize(
-    "samples",
+    ("samples", "pattern"),
     [
-        np.zeros(4000, bool),
-        np.zeros(4000, np.complex64),
-        torch.zeros(4000, dtype=torch.bool),
-        torch.zeros(4000, dtype=torch.complex64),
-        np.array(["a"] * 4000),
+        (np.zeros(4000, bool), r"bool samples \(bool\); expected real floating-point"),
+        (np.zeros(4000, np.complex64), r"complex samples \(complex64\); expected real"),
+        (torch.zeros(4000, dtype=torch.bool), r"torch.bool samples; expected real floating"),
+        (torch.zeros(4000, dtype=torch.complex64), r"torch.complex64 samples; expected real"),
+        (np.array(["a"] * 4000), r"<U1 samples; expected floating-point audio"),
     ],
     ids=["np-bool", "np-complex", "torch-bool", "torch-complex", "np-str"],
 )
-def test_bool_complex_and_text_samples_are_type_errors(predictor, samples):
-    with pytest.raises(TypeError, match="samples"):
+def test_bool_complex_and_text_samples_are_type_errors(predictor, samples, pattern):
+    with pytest.raises(TypeError, match=pattern):
         predictor(samples, RATE)
 
 
@@ -815,6 +815,9 @@ def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
     batch, pair = torch.stack(speech[:3]), torch.stack(speech[3:5])
     for _ in range(3):
         assert torch.equal(predictor.logits(batch, RATE), eager.logits(batch, RATE))
+    # Other audio of the captured shape: the replay must read it, not the captured batch.
+    other = batch.flip(1)
+    assert torch.equal(predictor.logits(other, RATE), eager.logits(other, RATE))
     assert torch.equal(predictor.logits(pair, RATE), eager.logits(pair, RATE))
     assert captures == [(3, 2 * RATE)]  # eager the first time a shape is seen, then one capture
     model.double().float()  # new parameter storage: a real graph would read freed memory
