@@ -130,3 +130,27 @@ def test_reference_db_matches_librosa_power_to_db(librosa):
     ours = reference.log_mel(x, config)
     theirs = librosa.power_to_db(power.numpy(), ref=1.0, amin=config.amin, top_db=None)
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-4)
+
+
+def test_magnitude_db_and_per_clip_top_db_match_librosa_amplitude_to_db(librosa):
+    """power=1.0 gives 20 log10 (librosa's amplitude_to_db, torchaudio's "magnitude"), with the
+    top_db floor under each clip's own peak (librosa clamps the array it is given: one clip)."""
+    config = FrontEndConfig(n_fft=400, n_mels=64, power=1.0, top_db=60.0)
+    clips = [load_wav(path)[0] for path in emodb_files(2)]
+    ours = reference.log_mel(torch.stack(clips), config)
+    for clip, got in zip(clips, ours, strict=True):
+        magnitude = reference.log_mel(clip, config.replace(output="power")).numpy()
+        theirs = librosa.amplitude_to_db(magnitude, ref=1.0, amin=config.amin, top_db=60.0)
+        np.testing.assert_allclose(got.numpy(), theirs, atol=1e-4)
+
+
+def test_mfcc_is_the_dct_of_the_clamped_db_mel_as_librosa(librosa):
+    """MFCC order: Mel power -> dB -> top_db floor -> orthonormal DCT-II over the bands, as
+    librosa.feature.mfcc(S=power_to_db(mel, top_db=80), norm="ortho") computes it."""
+    config = FrontEndConfig(n_fft=512, n_mels=40, n_mfcc=13, top_db=80.0)
+    clip = load_wav(emodb_files(1)[0])[0]
+    ours = reference.log_mel(clip, config)
+    mel = reference.log_mel(clip, config.replace(output="power", n_mfcc=None)).numpy()
+    db = librosa.power_to_db(mel, ref=1.0, amin=config.amin, top_db=80.0)
+    theirs = librosa.feature.mfcc(S=db, n_mfcc=13, dct_type=2, norm="ortho")
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=2e-3)

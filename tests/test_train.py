@@ -305,8 +305,23 @@ def test_resume_on_other_data_is_refused(reference_run, corpus, tmp_path):
 def test_evaluate_matches_hand_computed_predictions(reference_run, corpus):
     model = reference_run[0].model
     from emohrnet_fast.evaluate import dataset_logits
+    from emohrnet_fast.features import FrontEnd
 
-    predicted = dataset_logits(model, corpus, clip_seconds=0.5).argmax(dim=1)
+    logits = dataset_logits(model, corpus, clip_seconds=0.5)
+    # The same logits by hand: centred 0.5-s crops, the front-end, the model itself (no
+    # Predictor, no folded BatchNorm), one clip at a time.
+    crops, _ = corpus.waveforms.crops(
+        torch.arange(len(corpus)), round(0.5 * corpus.sample_rate), 0.5
+    )
+    with torch.no_grad():
+        by_hand = torch.cat(
+            [
+                model.eval()(FrontEnd(model.default_frontend)(c[None]).unsqueeze(1)).logits
+                for c in crops
+            ]
+        )
+    torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-4)
+    predicted = logits.argmax(dim=1)
     truth = corpus.targets
     report = ef.evaluate(model, corpus, clip_seconds=0.5, batch_size=5)
     k = len(corpus.labels)
