@@ -593,10 +593,13 @@ def _run_fold(
     if saved_file is not None and resume and saved_file.exists():
         saved = json.loads(saved_file.read_text())
         # File names, not paths: a corpus moved to another folder still resumes.
-        if [Path(f).name for f in saved["files"]] != [u.path.name for u in test_set.utterances]:
+        files = saved.get("files")
+        if files is not None and [Path(f).name for f in files] != [
+            u.path.name for u in test_set.utterances
+        ]:
             raise ValueError(
                 f"cannot resume the study: {saved_file} scored other test utterances than "
-                f"fold {split.fold} of this corpus has ({len(saved['files'])} files, now "
+                f"fold {split.fold} of this corpus has ({len(files)} files, now "
                 f"{len(test_set)}). Use the corpus the study ran on, or a new out_dir"
             )
         if "logits" in saved:
