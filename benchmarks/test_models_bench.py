@@ -150,6 +150,28 @@ def test_compiled(timer, device, name, batch, train, dtype, mode):
 )
 def test_timm_anchor(timer, device, impl):
     """The bar: emohrnet_small inference >= 2x timm hrnet_w18_small eager, B=64, 128 x 384."""
+    _anchor(timer, device, impl, "anchor: B=64 inference fp32, 128 x 384", "timm")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("device", ["cuda"])
+@pytest.mark.parametrize(
+    "impl",
+    [
+        "timm hrnet_w18_small (torch.compile + CUDA graphs)",
+        "emohrnet_small (torch.compile + CUDA graphs)",
+    ],
+)
+def test_compiled_timm_anchor(timer, device, impl):
+    """The anchor with both sides compiled: what torch.compile alone gives timm's HRNet, so
+    that emohrnet_small's compiled 2x against timm eager is read beside compiled against
+    compiled (a minute of compiling each: GPU tier 2)."""
+    workload = "anchor, both compiled: B=64 inference fp32, 128 x 384"
+    _anchor(timer, device, impl, workload, "timm hrnet_w18_small (torch.compile")
+
+
+def _anchor(timer, device: str, impl: str, workload: str, baseline_prefix: str) -> None:
     timm = pytest.importorskip("timm")
     x = torch.randn(64, 1, 128, 384, device=device)
     if impl.startswith("timm"):
@@ -168,9 +190,9 @@ def test_timm_anchor(timer, device, impl):
         run()
     timer(
         run,
-        workload="anchor: B=64 inference fp32, 128 x 384",
+        workload=workload,
         impl=impl,
         clips=64,
-        baseline=impl.startswith("timm"),
+        baseline=impl.startswith(baseline_prefix),
         repeat=5,
     )

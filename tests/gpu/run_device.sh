@@ -224,7 +224,7 @@ done
 # minute of compiling each); then every other case. BENCH_ONLY (a -k expression) runs just
 # those (e.g. a second run for the rows the first one's deadline cut).
 rest="compiled_reference or test_compiled or (test_eager and (w18 or w32 or cnn_spec))"
-tier2="test_compiled_training_step or (test_compiled and emohrnet_small)"
+tier2="test_compiled_training_step or (test_compiled and emohrnet_small) or test_compiled_timm_anchor"
 bench() { # tier, deadline, -k expression
   local start=$SECONDS
   timeout -s INT -k 20 "$(left "$2")" python3 -m pytest benchmarks/test_hr_fuse_bench.py \
