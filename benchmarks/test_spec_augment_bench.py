@@ -35,6 +35,19 @@ def _masked_bytes(masks) -> int:
     return 4 * covered * SHAPE[1]
 
 
+def _time(timer, fn, workload: str, impl: str, **options) -> None:
+    """Every row of this file: the workload's audio, 30 rounds of 50 calls."""
+    timer(
+        fn,
+        workload=workload,
+        impl=impl,
+        audio_seconds=AUDIO_SECONDS,
+        repeat=50,
+        rounds=30,
+        **options,
+    )
+
+
 def _eager_inplace(spec, masks) -> None:
     """In place as a user writes it: the dense mask, then masked_fill_ (zero fill, the
     default mask value, as the drawn masks have)."""
@@ -45,70 +58,60 @@ def _eager_inplace(spec, masks) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_ours_op(timer, device):
     spec, _, masks = _setup(device)
-    timer(
+    _time(
+        timer,
         lambda: spec_augment(spec, masks),
-        workload=WORKLOAD,
-        impl="emohrnet_fast.ops.spec_augment (drawn masks)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD,
+        "emohrnet_fast.ops.spec_augment (drawn masks)",
         floor_bytes=FLOOR_BYTES,
-        repeat=50,
-        rounds=30,
     )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_ours_inplace(timer, device):
     spec, _, masks = _setup(device)
-    timer(
+    _time(
+        timer,
         lambda: spec_augment_(spec, masks),
-        workload=WORKLOAD + ", in place",
-        impl="emohrnet_fast.ops.spec_augment_ (in place)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD + ", in place",
+        "emohrnet_fast.ops.spec_augment_ (in place)",
         floor_bytes=_masked_bytes(masks),
-        repeat=50,
-        rounds=30,
     )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_eager_inplace(timer, device):
     spec, _, masks = _setup(device)
-    timer(
+    _time(
+        timer,
         lambda: _eager_inplace(spec, masks),
-        workload=WORKLOAD + ", in place",
-        impl="eager in place (dense mask + masked_fill_)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD + ", in place",
+        "eager in place (dense mask + masked_fill_)",
         baseline=True,
-        repeat=50,
-        rounds=30,
     )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_ours_module(timer, device):
     spec, augment, _ = _setup(device)
-    timer(
+    _time(
+        timer,
         lambda: augment(spec),
-        workload=WORKLOAD,
-        impl="SpecAugment module (draw + apply)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD,
+        "SpecAugment module (draw + apply)",
         floor_bytes=FLOOR_BYTES,
-        repeat=50,
-        rounds=30,
     )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_eager_reference(timer, device):
     spec, _, masks = _setup(device)
-    timer(
+    _time(
+        timer,
         lambda: reference.spec_augment(spec, masks, check=False),
-        workload=WORKLOAD,
-        impl="eager reference (torch.where)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD,
+        "eager reference (torch.where)",
         baseline=device == "cpu",
-        repeat=50,
-        rounds=30,
     )
 
 
@@ -124,12 +127,10 @@ def test_torchaudio(timer, device):
         iid_masks=True,
         zero_masking=True,
     ).train()
-    timer(
+    _time(
+        timer,
         lambda: ta(spec),
-        workload=WORKLOAD,
-        impl="torchaudio SpecAugment (iid)",
-        audio_seconds=AUDIO_SECONDS,
+        WORKLOAD,
+        "torchaudio SpecAugment (iid)",
         baseline=device == "cuda",
-        repeat=50,
-        rounds=30,
     )

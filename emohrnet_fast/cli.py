@@ -606,7 +606,8 @@ def _parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         default=10,
-        help="timed calls each, after 2 warm-up calls (default 10); each row is their mean",
+        help="timed rounds, one call of each side per round, after 2 warm-up calls "
+        "(default 10); each row is the median of its side's rounds",
     )
     bench_cmd.add_argument(
         "--no-model", action="store_true", help="skip the EmoHRNet-small row (slow on a CPU)"

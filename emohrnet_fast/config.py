@@ -108,6 +108,11 @@ class FrontEndConfig:
         """Frames of a waveform of ``num_samples`` samples (center=True)."""
         return 1 + num_samples // self.hop_length
 
+    def min_samples(self, num_frames: int) -> int:
+        """The fewest samples (at least 1) that give ``num_frames`` frames: the inverse of
+        :meth:`num_frames` (``1 + samples // hop >= frames <=> samples >= (frames - 1) * hop``)."""
+        return max(1, (num_frames - 1) * self.hop_length)
+
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

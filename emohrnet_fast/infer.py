@@ -398,8 +398,7 @@ class Predictor:
         self.frontend = FrontEnd(self.frontend_config).to(self.device)
         self._weights = _WeightsWatch(self.model, self.frontend)
         min_frames = int(getattr(plain, "min_size", 1))
-        # frames = 1 + samples // hop >= min_frames  <=>  samples >= (min_frames - 1) * hop
-        self.min_samples: int = max(1, (min_frames - 1) * self.frontend_config.hop_length)
+        self.min_samples: int = self.frontend_config.min_samples(min_frames)
         # The statistics of the speaker being heard (adapt), for speaker-normalised models.
         self.speaker: SpeakerStats | None = None
         self._warned_unadapted = False

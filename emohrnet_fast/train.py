@@ -399,8 +399,7 @@ class _Trainer:
         self.frontend = FrontEnd(frontend_config).to(device)
         self.clip = max(1, round(config.clip_seconds * frontend_config.sample_rate))
         # Predictor's rule: shorter clips are zero-padded to the model's smallest input.
-        min_frames = int(getattr(model, "min_size", 1))
-        self.min_samples = max(1, (min_frames - 1) * frontend_config.hop_length)
+        self.min_samples = frontend_config.min_samples(int(getattr(model, "min_size", 1)))
         self.frames = frontend_config.num_frames(self.clip)
         self.n_features = frontend_config.n_features
         policy = config.spec_augment

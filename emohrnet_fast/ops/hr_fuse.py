@@ -207,14 +207,18 @@ def _setup_context(ctx, inputs, output):
     _save_for_backward(ctx, *inputs, output)
 
 
-def _backward(ctx, grad):
+def _backward_grads(ctx, grad: Tensor, launch) -> list[Tensor]:
+    """Both autograd paths' backward: ``launch`` (the kernel, as a custom op or directly),
+    or, when autograd records the backward (``create_graph=True``), torch ops it can
+    differentiate again."""
     (out,) = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a backward autograd differentiates
-        grad_same, *grad_low = _differentiable_backward(grad, out, ctx.low_res_hw)
-    else:
-        grad_same, *grad_low = _hr_fuse_backward_op(
-            grad, out, ctx.low_res_hw, ctx.low_res_channels_last
-        )
+    if torch.is_grad_enabled():
+        return _differentiable_backward(grad, out, ctx.low_res_hw)
+    return launch(grad, out, ctx.low_res_hw, ctx.low_res_channels_last)
+
+
+def _backward(ctx, grad):
+    grad_same, *grad_low = _backward_grads(ctx, grad, _hr_fuse_backward_op)
     # Every same-res input enters the sum with weight 1: they share one gradient tensor.
     return [grad_same] * ctx.num_same, grad_low
 
@@ -238,13 +242,7 @@ class _EagerHrFuse(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (out,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: see _differentiable_backward
-            grad_same, *grad_low = _differentiable_backward(grad, out, ctx.low_res_hw)
-        else:
-            grad_same, *grad_low = _launch_backward(
-                grad, out, ctx.low_res_hw, ctx.low_res_channels_last
-            )
+        grad_same, *grad_low = _backward_grads(ctx, grad, _launch_backward)
         return None, *([grad_same] * ctx.num_same), *grad_low
 
 
