@@ -20,7 +20,10 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
@@ -265,6 +268,188 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> E
             f"unexpected: {unexpected[:5]})"
         )
     return model.to(device).eval()
+
+
+@dataclasses.dataclass(frozen=True)
+class InitReport:
+    """What :func:`init_weights` copied into a model."""
+
+    source: str  # the file or checkpoint folder read
+    loaded: tuple[str, ...]  # the model's state-dict entries taken from it
+    fresh: tuple[str, ...]  # entries left as initialised (absent, other shape, other labels)
+    refit: tuple[str, ...]  # input_norm's entries: training measures them on its own data
+    unused: int  # entries of the source that nothing took
+
+    def summary(self) -> str:
+        """One line: counts, and the first entries left fresh."""
+        line = (
+            f"initialised {len(self.loaded)} of {len(self.loaded) + len(self.fresh)} tensors "
+            f"from {self.source} ({self.unused} of its tensors unused)"
+        )
+        if self.fresh:
+            shown = ", ".join(self.fresh[:4]) + (", ..." if len(self.fresh) > 4 else "")
+            line += f"; fresh: {shown}"
+        return line
+
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")  # common training-script dumps
+
+
+def _source_state(source: str | os.PathLike) -> tuple[str, dict[str, torch.Tensor], dict | None]:
+    """(description, state dict, checkpoint card or None) of a weights source."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"initial weights {str(path)!r} do not exist")
+    if path.is_dir() or (path.name == MODEL_FILE and (path.parent / META_FILE).is_file()):
+        folder = resolve(path)
+        return str(folder), load_file(str(folder / MODEL_FILE)), read_meta(folder)
+    try:
+        if path.suffix == ".safetensors":
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, SafetensorError, ValueError, EOFError, UnpicklingError) as error:
+        raise CheckpointError(f"initial weights {str(path)!r}: unreadable ({error})") from error
+    for key in _STATE_DICT_KEYS:
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    if not (
+        isinstance(state, Mapping)
+        and state
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise CheckpointError(
+            f"initial weights {str(path)!r}: expected a state dict (names -> tensors), "
+            f"optionally under one of {list(_STATE_DICT_KEYS)}"
+        )
+    state = dict(state)
+    for prefix in _WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key.removeprefix(prefix): value for key, value in state.items()}
+    return str(path), state, None
+
+
+def _fit_tensor(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """``source`` as ``target``'s shape, or None. A stem convolution over three input
+    channels (an RGB image model's, e.g. timm's HRNets) becomes one over our single channel
+    by summing over them, as timm's ``in_chans=1`` does: the same response to a grey input."""
+    if source.shape == target.shape:
+        return source
+    if (
+        source.dim() == 4
+        and target.dim() == 4
+        and target.shape[1] == 1
+        and source.shape[0] == target.shape[0]
+        and source.shape[2:] == target.shape[2:]
+        and source.is_floating_point()
+    ):
+        return source.sum(dim=1, keepdim=True)
+    return None
+
+
+def init_weights(
+    model: EmotionModel,
+    source: str | os.PathLike,
+    labels: tuple[str, ...] | None = None,
+) -> InitReport:
+    """Copy the tensors of ``source`` into ``model`` where names and shapes match: the
+    starting point for fine-tuning (``TrainConfig.init_from``).
+
+    Args:
+        model: the model to initialise (changed in place; its other tensors are untouched).
+        source: a checkpoint training wrote (checkpoint folder, its ``model.safetensors``, or
+            a run folder: its best epoch, else its last), or a state-dict file: ``.safetensors``,
+            or a ``torch.save`` file (``.pt``, ``.pth``, ``.bin``; loaded with
+            ``weights_only=True``), the dict itself or under ``"state_dict"`` / ``"model"`` /
+            ``"model_state_dict"``; ``module.`` / ``_orig_mod.`` prefixes are dropped. timm's
+            ``hrnet_w18_small`` / ``hrnet_w18`` / ``hrnet_w32`` weights load by name into
+            the EmoHRNet presets of the same widths; their RGB stem is summed to one channel.
+        labels: the classes ``model`` will learn, in its output order. When ``source`` is one
+            of our checkpoints, its classifier is copied only if it knows the same classes
+            (rows reordered to ``labels``' order); otherwise it stays fresh. A bare state
+            dict's classifier is copied whenever its shape fits.
+
+    Returns:
+        An :class:`InitReport`. ``input_norm`` is never copied: training measures it on its
+        own data.
+
+    Raises:
+        FileNotFoundError: nothing at ``source``.
+        CheckpointError: an unreadable file, something other than a state dict, or a source
+            none of whose tensors fits ``model`` by name and shape.
+
+    Warns:
+        UserWarning: fewer than half of ``model``'s tensors came from ``source`` (another
+        architecture?), or ``source`` is a checkpoint whose front-end differs from
+        ``model``'s (the features it learnt on are not the ones it will see).
+    """
+    description, state, meta = _source_state(source)
+    target_state = model.state_dict()
+    copies: dict[str, torch.Tensor] = {}
+    fresh: list[str] = []
+    refit = [name for name in target_state if name.startswith("input_norm.")]
+    classifier_rows: torch.Tensor | None = None
+    if meta is not None and meta.get("labels") is not None and labels is not None:
+        source_labels = list(meta["labels"])
+        if sorted(source_labels) == sorted(labels) and len(set(labels)) == len(labels):
+            classifier_rows = torch.tensor([source_labels.index(label) for label in labels])
+        else:
+            classifier_rows = torch.empty(0, dtype=torch.long)  # other classes: stay fresh
+    for name, target in target_state.items():
+        if name in refit:
+            continue
+        value = state.get(name)
+        if value is not None and classifier_rows is not None and name.startswith("classifier."):
+            value = value[classifier_rows] if len(classifier_rows) == len(value) else None
+        fitted = None if value is None else _fit_tensor(value, target)
+        if fitted is None:
+            fresh.append(name)
+        else:
+            copies[name] = fitted
+    # A classifier of the same class count alone fits by chance: that is no initialisation.
+    if not any(
+        target_state[name].is_floating_point() and not name.startswith("classifier.")
+        for name in copies
+    ):
+        raise CheckpointError(
+            f"initial weights {description}: none of its {len(state)} tensors fits "
+            f"{type(model).__name__} by name and shape (weights of another architecture?)"
+        )
+    with torch.no_grad():
+        for name, value in copies.items():
+            target_state[name].copy_(value)
+    used = {name for name in copies if name in state}
+    report = InitReport(
+        source=description,
+        loaded=tuple(copies),
+        fresh=tuple(fresh),
+        refit=tuple(refit),
+        unused=sum(name not in used for name in state),
+    )
+    if len(copies) < len(fresh):
+        warnings.warn(
+            f"only {len(copies)} of {len(copies) + len(fresh)} tensors of "
+            f"{type(model).__name__} came from {description}: is it the same architecture?",
+            stacklevel=2,
+        )
+    if meta is not None and isinstance(meta.get("frontend"), dict):
+        ours = _jsonable(dataclasses.asdict(model.default_frontend))
+        changed = [key for key in ours if meta["frontend"].get(key, ours[key]) != ours[key]]
+        if changed:
+            warnings.warn(
+                f"{description} learnt on other features ("
+                + ", ".join(
+                    f"{key}: {meta['frontend'][key]!r}, now {ours[key]!r}" for key in changed
+                )
+                + ")",
+                stacklevel=2,
+            )
+    return report
 
 
 def _jsonable(value: Any) -> Any:

@@ -159,6 +159,15 @@ _TRAIN_VALUE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"type": float, "help": "training crop length (and validation window), s"},
     ),
     "seed": ("--seed", {"type": int}),
+    "init_from": (
+        "--init",
+        {
+            "metavar": "WEIGHTS",
+            "help": "fine-tune: start from these weights, a checkpoint or run folder (e.g. "
+            "trained on another corpus) or a state-dict file (.safetensors, .pt; e.g. timm's "
+            "HRNet of the preset's widths), matched by name and shape",
+        },
+    ),
     "device": ("--device", {"help": "cpu, cuda, cuda:1 (default: CUDA when usable)"}),
     "precision": ("--precision", {"choices": ("fp32", "bf16")}),
     "compile_mode": (

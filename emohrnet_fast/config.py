@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -293,6 +294,11 @@ class TrainConfig:
     # information (README). The reported training loss includes both terms. 0: off.
     speaker_adversarial: float = 0.0
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
+    # Fine-tuning: start from these weights instead of a random initialisation: a checkpoint
+    # training wrote (e.g. on another corpus) or a state-dict file (e.g. timm's ImageNet
+    # HRNet of the preset's widths). Tensors are matched by name and shape; the classifier
+    # stays fresh for other classes; input_norm is refitted (checkpoint.init_weights).
+    init_from: str | None = None
     batch_size: int = 32  # clips per step (per process under torchrun)
     epochs: int = 30  # passes over the training set
     seed: int = 0  # weights, batch order, crops, masks and dropout derive from it
@@ -311,6 +317,8 @@ class TrainConfig:
     reconstruction_weight: float = 0.1  # lambda_r: MSE of models that reconstruct the input
 
     def __post_init__(self) -> None:
+        if isinstance(self.init_from, os.PathLike):  # stored as text: configs go to JSON
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
         _validate_train(self)
 
     def replace(self, **changes) -> TrainConfig:
@@ -418,3 +426,5 @@ def _validate_train(c: TrainConfig) -> None:
         fail("seed", "an integer in [0, 2**63)")
     if c.device is not None and not isinstance(c.device, str):
         fail("device", "None or a device string such as 'cpu' or 'cuda'")
+    if c.init_from is not None and not (isinstance(c.init_from, str) and c.init_from):
+        fail("init_from", "None or the path of a checkpoint or state-dict file")

@@ -75,6 +75,8 @@ class TrainResult:
     last_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the last epoch
     best_checkpoint: Path | None = None  # checkpoints/epoch-NNNN of the best epoch
     resumed_from: int = 0  # epochs already done when this call started
+    # What TrainConfig.init_from gave the model (None: random initialisation, or resumed).
+    init_report: checkpoint.InitReport | None = None
 
 
 class WeightAverage:
@@ -527,6 +529,12 @@ class _Trainer:
     def fit(self, *, resume: bool, progress: bool | None, quiet: bool) -> TrainResult:
         config = self.config
         start = self._restore(resume)
+        init_report = None
+        if start == 0 and config.init_from is not None:
+            # Every rank reads the same file, so DDP's replicas stay equal.
+            init_report = checkpoint.init_weights(self.model, config.init_from, self.labels)
+            if self.env.main and not quiet:
+                print(init_report.summary(), file=sys.stderr, flush=True)
         fit_input_norm = start == 0 and config.normalize
         # The speaker statistics come from the data alone, so a resumed run computes them again.
         if fit_input_norm or config.speaker_norm:
@@ -565,6 +573,7 @@ class _Trainer:
             val_report=val_report,
             out_dir=self.run,
             resumed_from=start,
+            init_report=init_report,
         )
         if self.run is not None:
             epochs = checkpoint.epoch_dirs(self.run)

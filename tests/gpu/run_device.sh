@@ -180,6 +180,7 @@ fi
 # on 2 cores needed over 120 s; alone they take ~20 s there).
 OMP_NUM_THREADS=4 timeout "$(left $studies_end)" python3 -m pytest \
   tests/test_emohrnet.py::test_architecture_matches_timm_hrnet \
+  tests/test_init_weights.py::test_timm_imagenet_layout_loads_into_emohrnet \
   tests/test_torchaudio_conventions.py -m "not cuda" -q -rs -p no:cacheprovider \
   >"$logs/tests-references.log" 2>&1 &
 references=$!
