@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ef_testing import DEVICES, HAS_CUDA, emodb_files, load_wav
+from ef_testing import DEVICES, HAS_CUDA, emodb_files, load_wav, timm_reference
 
 from emohrnet_fast import models
 from emohrnet_fast.features import FrontEnd
@@ -178,17 +178,7 @@ def test_architecture_matches_timm_hrnet(preset, timm_name):
     CPU venv with torchvision)."""
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
-    reference = timm.create_model(timm_name, in_chans=1, num_classes=1000)
-    # Freshly initialised BatchNorm statistics (mean 0, var 1) let activations grow ~10x per
-    # block, to ~1e8 at the head, where float32 rounding in ~100 layers is no longer a 1e-4
-    # relative error near zero. Statistics from one batch keep the activations O(1).
-    for module in reference.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-            module.reset_running_stats()
-    with torch.no_grad():
-        reference.train()(torch.randn(8, 1, 128, 384))
-    reference.eval()
+    reference = timm_reference(timm, timm_name, in_chans=1)
     state = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier")}
     ours_by_fuse = {}
     for fuse in ("kernel", "reference"):

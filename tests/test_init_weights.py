@@ -7,8 +7,9 @@ import warnings
 
 import pytest
 import torch
+from ef_testing import timm_reference
 from safetensors.torch import save_file
-from train_fixtures import TINY, assert_same_weights, weights
+from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, weights
 
 import emohrnet_fast as ef
 from emohrnet_fast import TrainConfig, checkpoint, cli, models
@@ -153,22 +154,17 @@ def test_fine_tuning_runs_reports_and_resumes_without_the_source(
     full = ef.train(config, corpus, out_dir=tmp_path / "full", progress=False)
     assert full.init_report is not None and not full.init_report.fresh
     assert "initialised" in capsys.readouterr().err
-    original = train_module._Trainer._train_epoch
+    # The resume restores the checkpoint; only the interrupted first call reads the weights.
+    calls = []
 
-    def interrupted(self, epoch, progress):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return original(self, epoch, progress)
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original_init(*args, **kwargs)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(train_module._Trainer, "_train_epoch", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            ef.train(config, corpus, out_dir=tmp_path / "cut", progress=False, quiet=True)
-    # The resume restores the checkpoint; it never reads the initial weights again.
-    monkeypatch.setattr(checkpoint, "init_weights", None)
-    resumed = ef.train(
-        config, corpus, out_dir=tmp_path / "cut", resume=True, progress=False, quiet=True
-    )
+    original_init = checkpoint.init_weights
+    monkeypatch.setattr(checkpoint, "init_weights", counted)
+    resumed = interrupted_and_resumed(config, corpus, tmp_path / "cut", monkeypatch)
+    assert len(calls) == 1
     assert resumed.init_report is None and resumed.resumed_from == 2
     assert_same_weights(weights(full.model), weights(resumed.model))
     with pytest.raises(ValueError, match="init_from: saved"):
@@ -192,14 +188,7 @@ def test_timm_imagenet_layout_loads_into_emohrnet(tmp_path):
     """timm's RGB hrnet_w18_small, saved as a state dict, initialises emohrnet_small: same
     pooled features on a grey input (timm: the GPU machine)."""
     timm = pytest.importorskip("timm")
-    reference = timm.create_model("hrnet_w18_small", num_classes=1000)
-    for module in reference.modules():  # O(1) activations, as in test_emohrnet's check
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-            module.reset_running_stats()
-    with torch.no_grad():
-        reference.train()(torch.randn(8, 3, 128, 384))
-    reference.eval()
+    reference = timm_reference(timm, "hrnet_w18_small", in_chans=3)
     torch.save(reference.state_dict(), tmp_path / "hrnet_w18_small.pth")
     model = models.create("emohrnet_small", 7).eval()
     report = init_weights(model, tmp_path / "hrnet_w18_small.pth")
