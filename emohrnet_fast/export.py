@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ def _cv_command(summary: dict[str, Any], config: TrainConfig) -> str:
         if field not in ("model", *_MACHINE_FIELDS) and (
             field == "epochs" or value != getattr(defaults, field)
         ):
-            parts.append(f"{flag} {value}")
+            parts.append(f"{flag} {shlex.quote(str(value))}")  # --init takes a path
     for field, flag in TRAIN_SWITCHES.items():
         if field not in _MACHINE_FIELDS and getattr(config, field):
             parts.append(flag)

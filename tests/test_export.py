@@ -63,6 +63,7 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
     [
         ef.TrainConfig(model="centerloss_cnn_mfcc", epochs=30),
         ef.TrainConfig(epochs=5, lr=3e-4, batch_size=16, seed=3, spec_augment=None),
+        ef.TrainConfig(epochs=5, init_from="pretrained runs/iemocap small"),
         ef.TrainConfig(epochs=5, optimizer="adamw", weight_decay=0.01, precision="bf16"),
         ef.TrainConfig(
             model="centerloss_cnn_mfcc",
@@ -93,6 +94,7 @@ def test_export_writes_a_calibrated_compact_checkpoint(study, tmp_path, dtype):
     ids=[
         "defaults",
         "no-augment",
+        "fine-tuned",
         "adamw-bf16",
         "masks",
         "regularisers",
