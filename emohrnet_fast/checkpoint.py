@@ -301,6 +301,9 @@ def _source_state(source: str | os.PathLike) -> tuple[str, dict[str, torch.Tenso
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if isinstance(source, str) and source == BUNDLED_NAME:
+        folder = resolve(source)
+        return str(folder), load_file(str(folder / MODEL_FILE)), read_meta(folder)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"initial weights {str(path)!r} do not exist")
@@ -363,7 +366,8 @@ def init_weights(
     Args:
         model: the model to initialise (changed in place; its other tensors are untouched).
         source: a checkpoint training wrote (checkpoint folder, its ``model.safetensors``, or
-            a run folder: its best epoch, else its last), or a state-dict file: ``.safetensors``,
+            a run folder: its best epoch, else its last), ``"default"`` (the bundled model: a
+            ``centerloss_cnn_mfcc`` trained on EmoDB), or a state-dict file: ``.safetensors``,
             or a ``torch.save`` file (``.pt``, ``.pth``, ``.bin``; loaded with
             ``weights_only=True``), the dict itself or under ``"state_dict"`` / ``"model"`` /
             ``"model_state_dict"``; ``module.`` / ``_orig_mod.`` prefixes are dropped. timm's

@@ -104,6 +104,15 @@ def test_an_rgb_stem_is_summed_to_one_channel(source_run, corpus, tmp_path):
         torch.testing.assert_close(model.eval()(x).logits, reference(x).logits)
 
 
+def test_the_bundled_model_is_a_starting_point():
+    bundled = ef.load_model("default")
+    labels = bundled.labels[::-1]
+    model = models.create("centerloss_cnn_mfcc", len(labels))
+    report = init_weights(model, "default", labels)
+    assert not report.fresh and report.source == str(checkpoint.BUNDLED_DIR)
+    torch.testing.assert_close(model.classifier.bias, bundled.classifier.bias.flip(0))
+
+
 def test_bad_sources(source_run, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"initial weights .*nothing-here"):
         init_weights(fresh_model(), tmp_path / "nothing-here.pt")
