@@ -72,7 +72,7 @@ import sys
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -479,6 +479,19 @@ class Predictor:
         probabilities, single = self._run(audio, sample_rate)
         return probabilities[0] if single else probabilities
 
+    def embeddings(self, audio: AudioInput, sample_rate: int | None = None) -> Tensor:
+        """The model's embedding of each clip, float32 on the CPU: ``(embedding_dim,)`` for
+        one clip or path, ``(clips, embedding_dim)`` for a batch or a list. It is what the
+        classifier reads (EmoHRNet: its hidden layer's ReLU activations, 256-d in
+        ``emohrnet_small``; the center-loss CNN: the 128-d vector its center loss clusters by
+        emotion), for retrieval, clustering or a new classifier on top. Clips are checked,
+        resampled, padded and batched as :meth:`__call__` does them (no CUDA graphs here).
+        """
+        embeddings, single = self._per_clip(
+            audio, sample_rate, self._batch_embeddings, self.model.embedding_dim
+        )
+        return embeddings[0] if single else embeddings
+
     def timeline(
         self,
         audio: AudioInput,
@@ -559,25 +572,43 @@ class Predictor:
         return torch.softmax(logits / self.model.temperature, dim=1)
 
     def _logits(self, audio: AudioInput, sample_rate: int | None) -> tuple[Tensor, bool]:
+        logits, single = self._per_clip(audio, sample_rate, self.batch_logits, len(self.labels))
+        return _finite(logits), single
+
+    def _per_clip(
+        self,
+        audio: AudioInput,
+        sample_rate: int | None,
+        run: Callable[[Tensor], Tensor],
+        width: int,
+    ) -> tuple[Tensor, bool]:
+        """``run`` (``(clips, samples)`` -> ``(clips, width)`` on the CPU) over every clip of
+        ``audio``, batched by length, in input order; and whether ``audio`` was one clip."""
         clips, single = self._clips(audio, sample_rate, pad=True)
         if isinstance(clips, Tensor):  # a (clips, time) batch: equal lengths, one tensor
-            return _finite(self.batch_logits(clips)), single
-        out = torch.empty(len(clips), len(self.labels))
+            return run(clips), single
         buckets: dict[int, list[int]] = {}
         for i, clip in enumerate(clips):
             buckets.setdefault(clip.numel(), []).append(i)
+        out = torch.empty(len(clips), width)
         for length in sorted(buckets):
             members = buckets[length]
             devices = {clips[i].device for i in members}
             home = devices.pop() if len(devices) == 1 else self.device  # stack, then copy once
-            out[members] = self.batch_logits(torch.stack([clips[i].to(home) for i in members]))
-        return _finite(out), single
+            out[members] = run(torch.stack([clips[i].to(home) for i in members]))
+        return out, single
 
     def batch_logits(self, rows: Tensor) -> Tensor:
         """``(clips, samples)`` equal-length float waveforms, already at the model's rate, on
         any device -> ``(clips, n_classes)`` float32 logits on the CPU, ``batch_size`` rows
         per forward pass. No input checks, resampling or padding: the fast path for callers
         that did those (evaluation, timelines)."""
+        return self._batched(rows, embeddings=False)
+
+    def _batch_embeddings(self, rows: Tensor) -> Tensor:
+        return self._batched(rows, embeddings=True)
+
+    def _batched(self, rows: Tensor, *, embeddings: bool) -> Tensor:
         out = []
         # With CUDA graphs, one thread at a time: replays share their buffers, and a refold
         # drops the graphs.
@@ -594,16 +625,22 @@ class Predictor:
             with torch.inference_mode():
                 for chunk in rows.split(self.batch_size):
                     batch = chunk.to(self.device, torch.float32, non_blocking=True).contiguous()
-                    logits = self._replay(batch) if self._graphed(tuple(batch.shape)) else None
-                    if logits is None:
-                        logits = self._classify(batch)
-                    out.append(logits.float().cpu())
+                    if embeddings:
+                        result = self._classify(batch, embeddings=True)
+                    else:
+                        graphed = self._graphed(tuple(batch.shape))
+                        result = self._replay(batch) if graphed else None
+                        if result is None:
+                            result = self._classify(batch)
+                    out.append(result.float().cpu())
         if not out:
-            return torch.empty(0, len(self.labels))
+            width = self.model.embedding_dim if embeddings else len(self.labels)
+            return torch.empty(0, width)
         return torch.cat(out)
 
-    def _classify(self, batch: Tensor) -> Tensor:
-        """``(clips, samples)`` float32 on the device -> logits (front-end + model)."""
+    def _classify(self, batch: Tensor, *, embeddings: bool = False) -> Tensor:
+        """``(clips, samples)`` float32 on the device -> logits (front-end + model), or the
+        model's embeddings."""
         features = self.frontend(batch)
         if self.speaker is not None:
             features = speaker_scale(features, self.speaker, self._folded.input_norm)
@@ -615,6 +652,8 @@ class Predictor:
             enabled=self.precision == "bf16",
             cache_enabled=False,
         ):
+            if embeddings:
+                return self._folded.embedding(features)
             return self._folded.classify(features)
 
     def _graphed(self, shape: tuple[int, ...]) -> bool:

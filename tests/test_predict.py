@@ -153,6 +153,39 @@ def test_length_bucketing_makes_each_clip_independent_of_the_others(run, predict
     assert not torch.allclose(probs(predictor, padded), alone[0], atol=1e-6, rtol=0)
 
 
+def test_embeddings_are_what_the_classifier_reads(run, predictor, speech):
+    model = ef.load_model(run)
+    dim = model.embedding_dim
+    one = predictor.embeddings(speech[0], RATE)
+    assert one.shape == (dim,) and one.dtype == torch.float32 and one.device.type == "cpu"
+    features = FrontEnd(model.default_frontend)(torch.stack(speech[:3])).unsqueeze(1)
+    with torch.no_grad():
+        expected = model(features)
+        # the decoder-free path of the center-loss CNN gives the same vectors
+        torch.testing.assert_close(model.embedding(features), expected.embedding)
+        torch.testing.assert_close(model.classifier(expected.embedding), expected.logits)
+    batch = predictor.embeddings(torch.stack(speech[:3]), RATE)
+    torch.testing.assert_close(batch, expected.embedding, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(one, batch[0], atol=1e-6, rtol=0)
+    # a list of different lengths: bucketed by length, returned in input order
+    clips = [speech[0][:9000], speech[1], speech[2][:23456]]
+    mixed = predictor.embeddings(clips, RATE)
+    alone = torch.stack([predictor.embeddings(c, RATE) for c in clips])
+    assert mixed.shape == (3, dim) and torch.equal(mixed, alone)
+    assert predictor.embeddings([], RATE).shape == (0, dim)
+    with pytest.raises(ValueError, match="sample_rate"):
+        predictor.embeddings(speech[0])
+
+
+def test_emohrnet_embedding_is_its_hidden_layer():
+    model = ef.models.create("emohrnet_compact", 4).eval()
+    x = torch.randn(2, 1, 64, 37)
+    with torch.no_grad():
+        out = model(x)
+        assert out.embedding.shape == (2, model.embedding_dim)
+        torch.testing.assert_close(model.embedding(x), out.embedding)
+
+
 def test_batch_size_chunks_give_the_same_answers(run, predictor, speech):
     batch = torch.stack(speech)
     chunked = ef.Predictor(run, device="cpu", batch_size=4).probabilities(batch, RATE)

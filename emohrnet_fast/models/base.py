@@ -68,6 +68,11 @@ class EmotionModel(nn.Module):
         logits do not need (a model with a decoder overrides it to skip that)."""
         return self(features).logits
 
+    def embedding(self, features: Tensor) -> Tensor:
+        """``(B, embedding_dim)``: ``self(features).embedding``, the representation the
+        classifier reads, minus any work it does not need (the decoder)."""
+        return self(features).embedding
+
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` in which every ``BatchNorm2d`` registered right after a

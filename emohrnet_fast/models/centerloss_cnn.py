@@ -108,6 +108,11 @@ class CenterLossCNN(EmotionModel):
         feature_map, _ = self.forward_features(features)
         return self.forward_head(feature_map)[0]
 
+    def embedding(self, features: Tensor) -> Tensor:
+        """The embedding without running the decoder."""
+        feature_map, _ = self.forward_features(features)
+        return self.forward_head(feature_map)[1]
+
     def forward(self, features: Tensor) -> ModelOutput:
         feature_map, sizes = self.forward_features(features)
         logits, embedding = self.forward_head(feature_map)
