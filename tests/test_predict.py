@@ -802,6 +802,9 @@ def test_cuda_matches_cpu(run, predictor, speech):
         atol=1e-4,
         rtol=0,
     )
+    torch.testing.assert_close(
+        cuda.embeddings(clips, RATE), predictor.embeddings(clips, RATE), atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.cuda
