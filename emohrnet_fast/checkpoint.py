@@ -301,14 +301,16 @@ def _source_state(source: str | os.PathLike) -> tuple[str, dict[str, torch.Tenso
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if isinstance(source, str) and source == BUNDLED_NAME:
-        folder = resolve(source)
-        return str(folder), load_file(str(folder / MODEL_FILE)), read_meta(folder)
+    bundled = isinstance(source, str) and source == BUNDLED_NAME
     path = Path(source)
-    if not path.exists():
+    if not bundled and not path.exists():
         raise FileNotFoundError(f"initial weights {str(path)!r} do not exist")
-    if path.is_dir() or (path.name == MODEL_FILE and (path.parent / META_FILE).is_file()):
-        folder = resolve(path)
+    if (
+        bundled
+        or path.is_dir()
+        or (path.name == MODEL_FILE and (path.parent / META_FILE).is_file())
+    ):
+        folder = resolve(source)  # resolve() knows "default" and run folders
         return str(folder), load_file(str(folder / MODEL_FILE)), read_meta(folder)
     try:
         if path.suffix == ".safetensors":
@@ -397,19 +399,25 @@ def init_weights(
     copies: dict[str, torch.Tensor] = {}
     fresh: list[str] = []
     refit = [name for name in target_state if name.startswith("input_norm.")]
+    # Our checkpoints name their classes: the classifier's rows follow them to ``labels``'
+    # order, or stay fresh for other classes.
     classifier_rows: torch.Tensor | None = None
+    other_classes = False
     if meta is not None and meta.get("labels") is not None and labels is not None:
         source_labels = list(meta["labels"])
         if sorted(source_labels) == sorted(labels) and len(set(labels)) == len(labels):
             classifier_rows = torch.tensor([source_labels.index(label) for label in labels])
         else:
-            classifier_rows = torch.empty(0, dtype=torch.long)  # other classes: stay fresh
+            other_classes = True
     for name, target in target_state.items():
         if name in refit:
             continue
         value = state.get(name)
-        if value is not None and classifier_rows is not None and name.startswith("classifier."):
-            value = value[classifier_rows] if len(classifier_rows) == len(value) else None
+        if value is not None and name.startswith("classifier."):
+            if other_classes:
+                value = None
+            elif classifier_rows is not None:  # a card whose labels miscount its rows: fresh
+                value = value[classifier_rows] if len(value) == len(classifier_rows) else None
         fitted = None if value is None else _fit_tensor(value, target)
         if fitted is None:
             fresh.append(name)
@@ -427,13 +435,12 @@ def init_weights(
     with torch.no_grad():
         for name, value in copies.items():
             target_state[name].copy_(value)
-    used = {name for name in copies if name in state}
     report = InitReport(
         source=description,
         loaded=tuple(copies),
         fresh=tuple(fresh),
         refit=tuple(refit),
-        unused=sum(name not in used for name in state),
+        unused=sum(name not in copies for name in state),
     )
     if len(copies) < len(fresh):
         warnings.warn(
