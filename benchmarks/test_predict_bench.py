@@ -1,7 +1,9 @@
 """Inference latency: one 2-s clip through ``Predictor`` (waveform in, ranked labels out) beside
 the eager pipeline a user would write around the same weights (``torch.stft`` + Mel matmul + dB,
-the model with the eager fuse, softmax), for the bundled model and EmoHRNet-small. The table's
-throughput is audio seconds per second: its inverse is the real-time factor.
+the model with the eager fuse, softmax), for the bundled model and EmoHRNet-small, and on the
+CPU beside ONNX Runtime running the model's ``export_onnx`` graph (the deployment a user may pick
+instead of this package). The table's throughput is audio seconds per second: its inverse is
+the real-time factor.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ import pytest
 import torch
 from ef_testing import DEVICES, torchaudio_frontend
 
-from emohrnet_fast import load_model, models
+from emohrnet_fast import export_onnx, load_model, models
 from emohrnet_fast.infer import Predictor
 from emohrnet_fast.ops import reference
 
 CLIP_SECONDS = 2.0
+
+
+def _onnx_runner(model, tmp_path):
+    """ONNX Runtime over ``export_onnx``'s graph of ``model``: waveforms in, probabilities out."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    path = export_onnx(tmp_path / "model.onnx", model)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda waveforms: session.run(["probabilities"], {"waveform": waveforms.numpy()})
 
 
 def _models(name: str, device: str):
@@ -32,12 +43,20 @@ def _models(name: str, device: str):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["default", "emohrnet_small"])
-@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager"])
-def test_single_clip_latency(timer, device, name, impl):
+@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager", "onnxruntime"])
+def test_single_clip_latency(timer, tmp_path, device, name, impl):
+    if impl == "onnxruntime" and device != "cpu":
+        pytest.skip("ONNX Runtime rows: CPU only (its CUDA build is not installed)")
     model, eager = _models(name, device)
     rate = model.default_frontend.sample_rate
     clip = torch.randn(int(CLIP_SECONDS * rate), device=device) * 0.1
-    if impl.startswith("Predictor"):
+    if impl == "onnxruntime":
+        session = _onnx_runner(model, tmp_path)
+        label = "onnxruntime fp32 (export_onnx graph)"
+
+        def run():
+            session(clip[None])
+    elif impl.startswith("Predictor"):
         # fp32 beside the fp32 eager baseline; bf16 ("auto" on CUDA) as a second, labelled row.
         precision = "bf16" if impl.endswith("bf16") else "fp32"
         predictor = Predictor(model, device=device, precision=precision)
@@ -80,15 +99,23 @@ BATCH = 256
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["default", "emohrnet_small"])
-@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager"])
-def test_batch_throughput(timer, device, name, impl):
+@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager", "onnxruntime"])
+def test_batch_throughput(timer, tmp_path, device, name, impl):
     """B=256 2-s clips, waveform in, probabilities out (the issue's H100 throughput bar)."""
     if device == "cpu" and name != "default":
         pytest.skip("CPU: the bundled model only (EmoHRNet B=256 takes minutes)")
+    if impl == "onnxruntime" and device != "cpu":
+        pytest.skip("ONNX Runtime rows: CPU only (its CUDA build is not installed)")
     model, eager = _models(name, device)
     rate = model.default_frontend.sample_rate
     batch = torch.randn(BATCH, int(CLIP_SECONDS * rate), device=device) * 0.1
-    if impl.startswith("Predictor"):
+    if impl == "onnxruntime":
+        session = _onnx_runner(model, tmp_path)
+        label = "onnxruntime fp32 (export_onnx graph)"
+
+        def run():
+            session(batch)
+    elif impl.startswith("Predictor"):
         precision = "bf16" if impl.endswith("bf16") else "fp32"
         predictor = Predictor(model, device=device, precision=precision, batch_size=BATCH)
 

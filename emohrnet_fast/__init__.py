@@ -6,7 +6,7 @@ Public API (see README.md): :class:`FrontEndConfig`, :mod:`~emohrnet_fast.featur
 :class:`TrainConfig` / :func:`train` / :func:`evaluate` / :class:`Report`,
 :func:`cross_validate` / :func:`ensemble_studies`, :func:`calibrate` / :class:`Calibration`,
 :class:`Predictor` / :func:`predict` / :func:`predict_timeline` / :class:`Timeline`,
-:func:`load_model` and :func:`info`.
+:func:`load_model`, :func:`export_onnx` and :func:`info`.
 """
 
 from emohrnet_fast import audio, augment, data, features, losses, models, ops
@@ -17,6 +17,7 @@ from emohrnet_fast.config import FrontEndConfig, SpecAugmentConfig, TrainConfig
 from emohrnet_fast.crossval import CVResult, cross_validate, ensemble_studies
 from emohrnet_fast.evaluate import Report, evaluate
 from emohrnet_fast.infer import Predictor, Timeline, predict, predict_timeline
+from emohrnet_fast.onnx_export import export_onnx
 from emohrnet_fast.train import TrainingDiverged, TrainResult, train
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "data",
     "ensemble_studies",
     "evaluate",
+    "export_onnx",
     "features",
     "info",
     "load_model",

@@ -785,7 +785,38 @@ def _parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--name", help="model name on the card")
     export_cmd.add_argument("--licence-note", help="a line on the corpus's terms for the card")
     export_cmd.set_defaults(run=_export)
+
+    onnx_cmd = commands.add_parser(
+        "onnx",
+        parents=[common],
+        help="write a model as one ONNX graph, waveform in, probabilities out (ONNX Runtime)",
+        description="Write --model as an ONNX file: input 'waveform' (batch, samples) at the "
+        "model's rate, outputs 'logits' and calibrated 'probabilities'; labels, sample rate "
+        "and minimum length in its metadata. Needs pip install 'emohrnet_fast[onnx]'.",
+    )
+    onnx_cmd.add_argument("out", type=Path, metavar="OUT", help="the .onnx file to write")
+    onnx_cmd.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
+    )
+    onnx_cmd.add_argument(
+        "--speaker-audio",
+        nargs="+",
+        metavar="FILE",
+        help="a speaker-normalised model: clips of the one speaker the graph is for",
+    )
+    onnx_cmd.add_argument("--opset", type=int, help="ONNX opset, >= 17 (default: torch's)")
+    onnx_cmd.set_defaults(run=_onnx)
     return parser
+
+
+def _onnx(args: argparse.Namespace) -> int:
+    from emohrnet_fast.onnx_export import export_onnx
+
+    out = export_onnx(args.out, args.model, speaker_audio=args.speaker_audio, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -29,9 +29,12 @@ def test_readme_python_examples_run():
     assert "torch.Size([8, 128, 401])" in outputs[0]
     # The inference example's output shown in the README is what it prints (up to rounding).
     shown = re.search(r"Its output .*?```text\n(.*?)```", text, flags=re.S).group(1)
-    (printed,) = [out for block, out in zip(blocks, outputs, strict=True) if "demo_clips" in block]
+    (printed,) = [out for b, out in zip(blocks, outputs, strict=True) if "predict_timeline" in b]
     for want, got in zip(shown.splitlines(), printed.splitlines(), strict=True):
         assert got[:40] == want[:40], (want, got)
+    # The ONNX example: ONNX Runtime names one of the model's labels for a demo clip.
+    (onnx_out,) = [out for b, out in zip(blocks, outputs, strict=True) if "export_onnx" in b]
+    assert " -> " in onnx_out, onnx_out
 
 
 def test_readme_cli_commands_run(tmp_path):
@@ -85,7 +88,7 @@ def test_readme_inference_commands_run(tmp_path):
     section = text[text.index("## Inference") :]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line for line in block.splitlines() if line.strip()]
-    assert {shlex.split(line)[1] for line in lines} == {"predict", "timeline", "demo"}
+    assert {shlex.split(line)[1] for line in lines} == {"predict", "timeline", "demo", "onnx"}
     for line in lines:
         argv = shlex.split(line.replace("runs/", f"{tmp_path}/runs/"))
         result = subprocess.run(
@@ -98,6 +101,7 @@ def test_readme_inference_commands_run(tmp_path):
         assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), line
     assert (tmp_path / "runs" / "timeline.png").stat().st_size > 0
+    assert (tmp_path / "runs" / "emotion.onnx").stat().st_size > 0
 
 
 def test_readme_bench_command_runs():

@@ -154,3 +154,13 @@ def test_mfcc_is_the_dct_of_the_clamped_db_mel_as_librosa(librosa):
     db = librosa.power_to_db(mel, ref=1.0, amin=config.amin, top_db=80.0)
     theirs = librosa.feature.mfcc(S=db, n_mfcc=13, dct_type=2, norm="ortho")
     np.testing.assert_allclose(ours.numpy(), theirs, atol=2e-3)
+
+
+def test_tables_first_built_in_inference_mode_still_give_gradients():
+    # A config of its own, so this call builds (and caches) its tables.
+    config = FrontEndConfig(n_mels=41, n_fft=256, hop_length=97)
+    with torch.inference_mode():
+        reference.log_mel(torch.randn(1000), config)
+    waveform = torch.randn(1000, requires_grad=True)
+    reference.log_mel(waveform, config).sum().backward()
+    assert waveform.grad is not None and torch.isfinite(waveform.grad).all()

@@ -195,6 +195,13 @@ def cached_tables(config: FrontEndConfig, device: torch.device) -> FrontEndTable
 def _cached_tables(fields: tuple, device: torch.device) -> tuple[Tensor, ...]:
     tables = _CACHE.get((fields, device))
     if tables is None:
+        if torch.compiler.is_exporting():
+            # Tables built while torch.export traces would be fake tensors, and cached they
+            # would break every later call.
+            raise ValueError(
+                "log_mel under torch.export: pass tables= (a FrontEnd module's buffers, or "
+                "build_tables(config) registered as buffers)"
+            )
         built = build_tables(FrontEndConfig(*fields)).to(device)
         tables = _CACHE.setdefault((fields, device), built)
     return tuple(tables)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,20 +34,36 @@ def reflect_pad(x: Tensor, pad: int) -> Tensor:
     return x[..., idx]
 
 
-@torch.compiler.disable  # traced code takes them from the cache too, as constants
-@functools.lru_cache(maxsize=32)
-def _tables(
-    config: FrontEndConfig, device: torch.device, dtype: torch.dtype
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Window, filterbank and DCT of ``config`` on ``device``: made once, as the kernel's
-    tables are (and as torchaudio keeps its own as module buffers), so the eager baseline
-    does not pay for building them on every call."""
-    window = stft_window(config).to(device=device, dtype=dtype)
-    fb = None if config.n_mels is None else mel_filterbank(config).to(device=device, dtype=dtype)
+class DenseTables(NamedTuple):
+    """The reference front-end's constants: what torch.stft and two dense matmuls need."""
+
+    window: Tensor  # (n_fft,)
+    filterbank: Tensor | None  # (n_freqs, n_mels); None without a Mel filterbank
+    dct: Tensor | None  # (n_bands, n_mfcc); None without MFCC
+
+
+def dense_tables(config: FrontEndConfig, dtype: torch.dtype = torch.float32) -> DenseTables:
+    """:class:`DenseTables` of ``config`` on the CPU, built now (module buffers, e.g. for
+    :func:`emohrnet_fast.export_onnx`; :func:`log_mel` caches its own)."""
+    window = stft_window(config).to(dtype)
+    fb = None if config.n_mels is None else mel_filterbank(config).to(dtype)
     dct = None
     if config.n_mfcc is not None:
-        dct = dct_matrix(config.n_mfcc, config.n_bands).to(device=device, dtype=dtype)
-    return window, fb, dct
+        dct = dct_matrix(config.n_mfcc, config.n_bands).to(dtype)
+    return DenseTables(window, fb, dct)
+
+
+@torch.compiler.disable  # traced code takes them from the cache too, as constants
+@functools.lru_cache(maxsize=32)
+def _tables(config: FrontEndConfig, device: torch.device, dtype: torch.dtype) -> tuple:
+    """Window, filterbank and DCT of ``config`` on ``device``: made once, as the kernel's
+    tables are (and as torchaudio keeps its own as module buffers), so the eager baseline
+    does not pay for building them on every call. A plain tuple: what compiled callers
+    unpack on every torch release we test."""
+    # Built outside inference mode even when the first call is inside it: an inference
+    # tensor in the cache would break every later call that needs gradients.
+    with torch.inference_mode(False):
+        return tuple(None if t is None else t.to(device) for t in dense_tables(config, dtype))
 
 
 def log_mel(
@@ -55,6 +72,7 @@ def log_mel(
     dtype: torch.dtype = torch.float32,
     *,
     check: bool = True,
+    tables: DenseTables | None = None,
 ) -> Tensor:
     """Reference of :func:`emohrnet_fast.ops.log_mel`: same signature, shapes and conventions.
 
@@ -68,6 +86,13 @@ def log_mel(
     (``n_mels=None``) an Inf sample gives ``+inf`` frames (torch.stft), where the kernel's are
     NaN, so there the ``top_db`` floor becomes ``+inf`` too. ``check=False`` skips the input
     checks, as a user's own eager code would (the benchmarks' baselines use it).
+    ``tables``: :func:`dense_tables` of ``config`` in ``dtype`` on the waveform's device
+    (e.g. module buffers); by default they are built once per (config, device, dtype) and
+    cached. ``torch.export`` needs them passed in: tables built while it traces are fake
+    tensors, which neither the exported program nor the cache may keep.
+
+    Raises:
+        ValueError: under ``torch.export`` without ``tables``.
     """
     if check:
         config = check_config(config)
@@ -75,7 +100,14 @@ def log_mel(
     config = FrontEndConfig() if config is None else config
     lead, length = waveform.shape[:-1], waveform.shape[-1]
     x = waveform.reshape(-1, length).to(dtype)
-    window, fb, dct = _tables(config, x.device, dtype)
+    if tables is None:
+        if torch.compiler.is_exporting():
+            raise ValueError(
+                "reference.log_mel under torch.export: pass tables=dense_tables(config) (e.g. "
+                "registered as module buffers); tables built while tracing are fake tensors"
+            )
+        tables = _tables(config, x.device, dtype)
+    window, fb, dct = tables
     padded = reflect_pad(x, config.n_fft // 2)
     spec = torch.stft(
         padded,
