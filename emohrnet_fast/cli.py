@@ -384,7 +384,10 @@ def _one_line(error: BaseException) -> str:
 def _predictor(args: argparse.Namespace):
     from emohrnet_fast.infer import Predictor
 
-    return Predictor(args.model, device=args.device, precision=args.precision)
+    predictor = Predictor(args.model, device=args.device, precision=args.precision)
+    if args.speaker_audio:
+        predictor.adapt(args.speaker_audio)
+    return predictor
 
 
 def _ranking(predictions: list[dict]) -> str:
@@ -530,6 +533,18 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="bf16: bfloat16 autocast; auto: bf16 on CUDA, fp32 on the CPU (default: auto)",
+    )
+    _add_speaker_audio_arg(group)
+
+
+def _add_speaker_audio_arg(group) -> None:
+    group.add_argument(
+        "--speaker-audio",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="a speaker-normalised model: unlabelled clips of the one speaker it hears, "
+        "whose feature statistics it uses (Predictor.adapt); after the other files, or repeated",
     )
 
 
@@ -800,12 +815,7 @@ def _parser() -> argparse.ArgumentParser:
         default="default",
         help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
     )
-    onnx_cmd.add_argument(
-        "--speaker-audio",
-        nargs="+",
-        metavar="FILE",
-        help="a speaker-normalised model: clips of the one speaker the graph is for",
-    )
+    _add_speaker_audio_arg(onnx_cmd)
     onnx_cmd.add_argument("--opset", type=int, help="ONNX opset, >= 17 (default: torch's)")
     onnx_cmd.set_defaults(run=_onnx)
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import warnings
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from train_fixtures import TINY, assert_same_weights, interrupted_and_resumed, weights
 
 import emohrnet_fast as ef
+from emohrnet_fast.cli import main
 from emohrnet_fast.evaluate import dataset_logits, shared_speaker_audio
 from emohrnet_fast.features import FrontEnd
 from emohrnet_fast.models.base import InputNorm
@@ -21,10 +23,15 @@ CONFIG = TINY.replace(speaker_norm=True, epochs=2)
 
 
 @pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):
+def trained_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     ef.train(CONFIG, corpus, out_dir=out, progress=False, quiet=True)
-    return ef.load_model(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    return ef.load_model(trained_run)
 
 
 def manual_stats(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,6 +173,24 @@ def test_predictor_adapt_forget_and_warnings(trained, corpus):
     torch.testing.assert_close(predictor.adapt(None).logits(clip, corpus.sample_rate), plain)
     with pytest.raises(ValueError, match="adapt\\(\\): audio holds no clips"):
         predictor.adapt([])
+
+
+def test_cli_adapts_to_the_speaker_audio(trained_run, corpus, capsys):
+    speaker = corpus.utterances[0].speaker
+    clips = [str(u.path) for u in corpus.utterances if u.speaker == speaker]
+    target = clips[0]
+    argv = ["predict", target, "--json", "--model", str(trained_run)]
+    assert main([*argv, "--speaker-audio", *clips[1:3], "--speaker-audio", clips[3]]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    adapted = ef.Predictor(trained_run).adapt(clips[1:4])(target)
+    assert entry["predictions"] == adapted
+    with pytest.warns(UserWarning, match="has no speaker statistics yet"):
+        assert main(argv) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert [p["score"] for p in entry["predictions"]] != [p["score"] for p in adapted]
+    plain = ["predict", target, "--speaker-audio", clips[1]]  # the bundled model: no speaker norm
+    assert main(plain) == 1
+    assert "trained without speaker normalisation" in capsys.readouterr().err
 
 
 def test_bad_uses(corpus, trained):
