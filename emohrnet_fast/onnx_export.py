@@ -26,8 +26,10 @@ onnxruntime to run the file).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,17 +150,26 @@ def export_onnx(
         0: torch.export.Dim("batch", min=1),
         1: torch.export.Dim("samples", min=predictor.min_samples),
     }
-    with torch.no_grad():
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"waveform": dims},
-            opset_version=opset,
-            verbose=False,
-        )
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    # The exporter's notes on its own internals (torchvision ops it skips, pytree
+    # deprecations) are nothing a caller can act on.
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"waveform": dims},
+                opset_version=opset,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
     program.model.metadata_props.update(
         {
             "labels": json.dumps(list(predictor.labels)),
