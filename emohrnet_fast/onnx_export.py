@@ -134,7 +134,9 @@ def export_onnx(
     from emohrnet_fast import __version__
     from emohrnet_fast.infer import Predictor
 
-    predictor = Predictor(model, device="cpu", precision="fp32", cuda_graphs=False)
+    # A model in memory stays on its device (a Predictor given a device would move it).
+    device = None if isinstance(model, nn.Module) else "cpu"
+    predictor = Predictor(model, device=device, precision="fp32", cuda_graphs=False)
     plain = predictor.model
     if plain.speaker_norm and speaker_audio is None:
         raise ValueError(

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from ef_testing import emodb_files, load_wav
+from ef_testing import HAS_CUDA, emodb_files, load_wav
 
 import emohrnet_fast as ef
 from emohrnet_fast import audio, models
@@ -174,3 +174,15 @@ def test_torch_export_without_tables_is_a_clear_error_and_leaves_the_caches_clea
     )
     exported = torch.export.export(frontend(config, tables), (waveform,))
     torch.testing.assert_close(exported.module()(waveform), expected, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_a_model_on_the_gpu_stays_there_and_exports_the_same_graph(tmp_path, speech):
+    model = trained_like(models.create("centerloss_cnn_mfcc", num_classes=len(LABELS)))
+    on_cpu = ef.export_onnx(tmp_path / "cpu.onnx", model)
+    model.cuda()
+    on_gpu = ef.export_onnx(tmp_path / "gpu.onnx", model)
+    assert next(model.parameters()).is_cuda
+    batch = torch.stack([clip[:20000] for clip in speech])
+    torch.testing.assert_close(run_graph(on_gpu, batch), run_graph(on_cpu, batch))
