@@ -522,11 +522,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default="default",
-        help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
-    )
+    _add_model_choice(group)
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
     group.add_argument(
         "--precision",
@@ -535,6 +531,14 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="bf16: bfloat16 autocast; auto: bf16 on CUDA, fp32 on the CPU (default: auto)",
     )
     _add_speaker_audio_arg(group)
+
+
+def _add_model_choice(group) -> None:
+    group.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
+    )
 
 
 def _add_speaker_audio_arg(group) -> None:
@@ -810,11 +814,7 @@ def _parser() -> argparse.ArgumentParser:
         "and minimum length in its metadata. Needs pip install 'emohrnet_fast[onnx]'.",
     )
     onnx_cmd.add_argument("out", type=Path, metavar="OUT", help="the .onnx file to write")
-    onnx_cmd.add_argument(
-        "--model",
-        default="default",
-        help="'default' (the bundled model) or a checkpoint / run folder (default: default)",
-    )
+    _add_model_choice(onnx_cmd)
     _add_speaker_audio_arg(onnx_cmd)
     onnx_cmd.add_argument("--opset", type=int, help="ONNX opset, >= 17 (default: torch's)")
     onnx_cmd.set_defaults(run=_onnx)
