@@ -55,12 +55,7 @@ class WaveformClassifier(nn.Module):
     """``waveform (batch, samples)`` float32 -> ``(logits, probabilities)``, each
     ``(batch, classes)``: the exported graph, as a module (pure PyTorch, no compiled ops)."""
 
-    def __init__(
-        self,
-        model: EmotionModel,
-        temperature: float,
-        speaker: SpeakerStats | None = None,
-    ) -> None:
+    def __init__(self, model: EmotionModel, speaker: SpeakerStats | None = None) -> None:
         super().__init__()
         self.frontend_config: FrontEndConfig = model.default_frontend
         # fold_batchnorm returns an eval-mode copy: the caller's model keeps its own fuse.
@@ -68,7 +63,7 @@ class WaveformClassifier(nn.Module):
         for module in self.model.modules():
             if isinstance(module, HighResolutionModule):
                 module.fuse = "reference"  # the compiled hr_fuse has no ONNX form
-        self.temperature = float(temperature)
+        self.temperature = float(model.temperature)  # the calibrated softmax's
         tables = reference.dense_tables(self.frontend_config)
         self.register_buffer("window", tables.window)
         self.register_buffer("filterbank", tables.filterbank)
@@ -145,7 +140,7 @@ def export_onnx(
         )
     if speaker_audio is not None:
         predictor.adapt(speaker_audio, sample_rate)  # refuses a model without speaker norm
-    graph = WaveformClassifier(plain, plain.temperature, predictor.speaker).eval()
+    graph = WaveformClassifier(plain, predictor.speaker).eval()
 
     example = torch.zeros(2, max(predictor.min_samples, predictor.sample_rate))
     dims = {
