@@ -2,7 +2,8 @@
 the eager pipeline a user would write around the same weights (``torch.stft`` + Mel matmul + dB,
 the model with the eager fuse, softmax), for the bundled model and EmoHRNet-small, and on the
 CPU beside ONNX Runtime running the model's ``export_onnx`` graph (the deployment a user may pick
-instead of this package). The table's throughput is audio seconds per second: its inverse is
+instead of this package). ``Predictor(compile=True)`` rows are timed after their compilation
+(the warm-up calls pay it). The table's throughput is audio seconds per second: its inverse is
 the real-time factor.
 """
 
@@ -17,6 +18,8 @@ from emohrnet_fast.infer import Predictor
 from emohrnet_fast.ops import reference
 
 CLIP_SECONDS = 2.0
+# fp32 beside the fp32 eager baseline; bf16 ("auto" on CUDA) and torch.compile as labelled rows.
+PREDICTOR_ROWS = ["Predictor", "Predictor bf16", "Predictor compiled", "Predictor compiled bf16"]
 
 
 def _onnx_runner(model, tmp_path):
@@ -43,7 +46,7 @@ def _models(name: str, device: str):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["default", "emohrnet_small"])
-@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager", "onnxruntime"])
+@pytest.mark.parametrize("impl", [*PREDICTOR_ROWS, "eager", "onnxruntime"])
 def test_single_clip_latency(timer, tmp_path, device, name, impl):
     if impl == "onnxruntime" and device != "cpu":
         pytest.skip("ONNX Runtime rows: CPU only (its CUDA build is not installed)")
@@ -57,10 +60,9 @@ def test_single_clip_latency(timer, tmp_path, device, name, impl):
         def run():
             session(clip[None])
     elif impl.startswith("Predictor"):
-        # fp32 beside the fp32 eager baseline; bf16 ("auto" on CUDA) as a second, labelled row.
-        precision = "bf16" if impl.endswith("bf16") else "fp32"
-        predictor = Predictor(model, device=device, precision=precision)
-        label = f"Predictor ({predictor.precision})"
+        predictor = _predictor(impl, model, device)
+        compiled = ", compiled" if predictor.compile else ""
+        label = f"Predictor ({predictor.precision}{compiled})"
 
         def run():
             predictor(clip, rate)
@@ -85,6 +87,14 @@ def test_single_clip_latency(timer, tmp_path, device, name, impl):
     )
 
 
+def _predictor(impl: str, model, device: str, **kwargs) -> Predictor:
+    """The Predictor a ``PREDICTOR_ROWS`` entry names."""
+    precision = "bf16" if impl.endswith("bf16") else "fp32"
+    return Predictor(
+        model, device=device, precision=precision, compile="compiled" in impl, **kwargs
+    )
+
+
 def _eager_features(config, device: str):
     """The front-end a user would write instead: torchaudio where it is installed (the CUDA
     machine), else ``torch.stft`` + Mel matmul + dB (+ DCT), our pure-PyTorch reference."""
@@ -99,7 +109,7 @@ BATCH = 256
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["default", "emohrnet_small"])
-@pytest.mark.parametrize("impl", ["Predictor", "Predictor bf16", "eager", "onnxruntime"])
+@pytest.mark.parametrize("impl", [*PREDICTOR_ROWS, "eager", "onnxruntime"])
 def test_batch_throughput(timer, tmp_path, device, name, impl):
     """B=256 2-s clips, waveform in, probabilities out (the issue's H100 throughput bar)."""
     if device == "cpu" and name != "default":
@@ -116,8 +126,7 @@ def test_batch_throughput(timer, tmp_path, device, name, impl):
         def run():
             session(batch)
     elif impl.startswith("Predictor"):
-        precision = "bf16" if impl.endswith("bf16") else "fp32"
-        predictor = Predictor(model, device=device, precision=precision, batch_size=BATCH)
+        predictor = _predictor(impl, model, device, batch_size=BATCH)
 
         def run():
             predictor.probabilities(batch, rate)
@@ -131,7 +140,7 @@ def test_batch_throughput(timer, tmp_path, device, name, impl):
                 eager(features(batch).unsqueeze(1)).logits.softmax(dim=-1).cpu()
 
         label = f"eager ({frontend} + model)"
-    for _ in range(2):  # the second call captures the CUDA graph
+    for _ in range(2):  # the second call captures the CUDA graph (and compiles)
         run()
     timer(
         run,
@@ -146,7 +155,7 @@ def test_batch_throughput(timer, tmp_path, device, name, impl):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["default", "emohrnet_small"])
-@pytest.mark.parametrize("impl", ["Predictor.timeline", "eager"])
+@pytest.mark.parametrize("impl", ["Predictor.timeline", "Predictor.timeline compiled", "eager"])
 def test_timeline_one_hour(timer, request, device, name, impl):
     """Emotion timeline over one hour of audio (2-s windows, 0.5-s hop: 7 197 windows); one
     minute in the smoke run (``--benchmark-disable``)."""
@@ -158,14 +167,14 @@ def test_timeline_one_hour(timer, request, device, name, impl):
     rate = model.default_frontend.sample_rate
     audio = torch.randn(int(seconds * rate), device=device) * 0.1
     window, hop = int(2.0 * rate), int(0.5 * rate)
-    if impl == "Predictor.timeline":
+    if impl.startswith("Predictor.timeline"):
         # fp32 like the eager baseline (precision "auto" would be bf16 on CUDA).
-        predictor = Predictor(model, device=device, precision="fp32")
+        predictor = _predictor(impl, model, device)
 
         def run():
             predictor.timeline(audio, rate, window_s=2.0, hop_s=0.5)
 
-        label = f"{impl} (fp32)"
+        label = f"Predictor.timeline (fp32{', compiled' if predictor.compile else ''})"
     else:
         features, frontend = _eager_features(model.default_frontend, device)
 
@@ -181,7 +190,8 @@ def test_timeline_one_hour(timer, request, device, name, impl):
         label = f"eager windows, batches of 64 ({frontend} + model)"
 
     # The timer's warm-up round sees the last, partial batch's shape once; this call makes it
-    # a second sighting, so its CUDA graph is captured before the timed round, not in it.
+    # a second sighting, so its CUDA graph is captured (and its graph compiled) before the
+    # timed round, not in it.
     run()
     timer(
         run,

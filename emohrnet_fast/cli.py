@@ -384,7 +384,9 @@ def _one_line(error: BaseException) -> str:
 def _predictor(args: argparse.Namespace):
     from emohrnet_fast.infer import Predictor
 
-    predictor = Predictor(args.model, device=args.device, precision=args.precision)
+    predictor = Predictor(
+        args.model, device=args.device, precision=args.precision, compile=args.compile
+    )
     if args.speaker_audio:
         predictor.adapt(args.speaker_audio)
     return predictor
@@ -529,6 +531,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="bf16: bfloat16 autocast; auto: bf16 on CUDA, fp32 on the CPU (default: auto)",
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model, each input shape the second time it runs: seconds of "
+        "compilation, then faster batches (long timelines, many clips of one length)",
     )
     _add_speaker_audio_arg(group)
 

@@ -58,6 +58,15 @@ and replay run on the Predictor's own GPU, whichever device is current, and one 
 time (the graphs' input and output buffers are shared). A graph replays the memory it
 captured, so when the inference copy is made again the graphs are dropped and shapes start
 again. ``Predictor(cuda_graphs=False)`` turns this off.
+
+``Predictor(compile=True)`` runs the model (not the front-end, which is already one kernel)
+through ``torch.compile`` (Inductor, its weights frozen into the graph as constants), under
+the same rule: a shape is compiled the second time it runs (seconds: about 7 s for
+EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE`` shapes seen twice are compiled,
+later ones and shapes whose compilation failed (with a warning) run eagerly. On the CPU this
+is where single-clip latency comes from: eager oneDNN convolutions re-lay out their weights on
+every call, the frozen graph packs them once (EmoHRNet-small, one 2-s clip: 16 ms eager, 11 ms
+compiled; BENCHMARKS.md). Compiled logits equal eager ones up to float rounding.
 """
 
 from __future__ import annotations
@@ -94,6 +103,7 @@ DEMO_DIR = ASSETS / "demo"
 DEMO_LABELS = "labels.csv"
 _CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
 _GRAPH_CACHE = 8  # CUDA graphs a Predictor captures (one per (clips, samples) shape)
+_COMPILE_CACHE = 8  # shapes a Predictor(compile=True) compiles
 # A (clips, time) batch of at most this many samples per clip, and more clips than that, is
 # multichannel audio read as (frames, channels) (7.1 sound has 8), not a batch of clips.
 _MAX_CHANNELS = 8
@@ -322,6 +332,9 @@ class Predictor:
             chunks of this size); ``1`` runs every clip alone.
         cuda_graphs: on CUDA, capture a shape's forward pass as a CUDA graph the second time
             it runs and replay it after that (see the module docstring); ignored on the CPU.
+        compile: run the model through ``torch.compile`` (weights frozen), a shape compiled
+            the second time it runs (see the module docstring): faster repeated calls, seconds
+            of compilation per new shape. Off by default.
 
     Calling it (``predictor(audio, sample_rate)``) returns ``[{"label", "score"}, ...]``
     sorted by score, highest first, for one clip, and a list of those for a batch, a list of
@@ -347,6 +360,7 @@ class Predictor:
         *,
         batch_size: int = 64,
         cuda_graphs: bool = True,
+        compile: bool = False,
     ) -> None:
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={precision!r}: expected 'auto', 'fp32' or 'bf16'")
@@ -377,7 +391,12 @@ class Predictor:
         self.precision: Literal["fp32", "bf16"] = precision
         self.batch_size = batch_size
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self.compile = bool(compile)
         self._shapes_seen: set[tuple[int, ...]] = set()
+        # The compiled model of the current fold, and the shapes allowed to run through it.
+        self._compiled: Callable[[Tensor], Tensor] | None = None
+        self._compiled_shapes: set[tuple[int, ...]] = set()
+        self._compile_failed: set[tuple[int, ...]] = set()
         # shape -> (graph, static input, static logits)
         self._graphs: dict[tuple[int, ...], tuple[Any, Tensor, Tensor]] = {}
         self._capture_failed: set[tuple[int, ...]] = set()
@@ -628,19 +647,26 @@ class Predictor:
                     if embeddings:
                         result = self._classify(batch, embeddings=True)
                     else:
-                        graphed = self._graphed(tuple(batch.shape))
-                        result = self._replay(batch) if graphed else None
+                        shape = tuple(batch.shape)
+                        repeat = shape in self._shapes_seen
+                        self._shapes_seen.add(shape)
+                        compiled = repeat and self._compiles(shape)
+                        result = None
+                        if repeat and self._graphed(shape):
+                            result = self._replay(batch, compiled=compiled)
                         if result is None:
-                            result = self._classify(batch)
+                            result = self._classify(batch, compiled=compiled)
                     out.append(result.float().cpu())
         if not out:
             width = self.model.embedding_dim if embeddings else len(self.labels)
             return torch.empty(0, width)
         return torch.cat(out)
 
-    def _classify(self, batch: Tensor, *, embeddings: bool = False) -> Tensor:
-        """``(clips, samples)`` float32 on the device -> logits (front-end + model), or the
-        model's embeddings."""
+    def _classify(
+        self, batch: Tensor, *, embeddings: bool = False, compiled: bool = False
+    ) -> Tensor:
+        """``(clips, samples)`` float32 on the device -> logits (front-end + model, the model
+        compiled when ``compiled``), or the model's embeddings."""
         features = self.frontend(batch)
         if self.speaker is not None:
             features = speaker_scale(features, self.speaker, self._folded.input_norm)
@@ -654,19 +680,57 @@ class Predictor:
         ):
             if embeddings:
                 return self._folded.embedding(features)
+            if compiled:
+                logits = self._run_compiled(features, tuple(batch.shape))
+                if logits is not None:
+                    return logits
             return self._folded.classify(features)
 
     def _graphed(self, shape: tuple[int, ...]) -> bool:
-        """Whether this shape runs as a CUDA graph: seen before, and with a graph already or
-        room for one; a first sighting is recorded and runs eagerly."""
+        """Whether a shape seen before runs as a CUDA graph: it has a graph already, or there
+        is room for one."""
         if not self.cuda_graphs or shape in self._capture_failed:
-            return False
-        if shape not in self._shapes_seen:
-            self._shapes_seen.add(shape)
             return False
         return shape in self._graphs or len(self._graphs) < _GRAPH_CACHE
 
-    def _replay(self, batch: Tensor) -> Tensor | None:
+    def _compiles(self, shape: tuple[int, ...]) -> bool:
+        """Whether a shape seen before runs compiled: compiled already, or there is room."""
+        if not self.compile or shape in self._compile_failed:
+            return False
+        if shape not in self._compiled_shapes and len(self._compiled_shapes) >= _COMPILE_CACHE:
+            return False
+        self._compiled_shapes.add(shape)
+        return True
+
+    def _run_compiled(self, features: Tensor, shape: tuple[int, ...]) -> Tensor | None:
+        """The compiled model's logits, or ``None`` where compiling failed (the caller runs
+        the model eagerly, and this shape stays eager from now on)."""
+        if self._compiled is None:
+            # One shape per graph (no symbolic sizes): the frozen graph packs its convolution
+            # weights for that input size.
+            self._compiled = torch.compile(self._folded.classify, dynamic=False)
+        # Each Predictor, fold and shape is a recompilation of the same code: dynamo's
+        # default limit (8 per code object) would silently send later ones to eager.
+        limit = max(64, 4 * _COMPILE_CACHE)
+        # Freezing is read when a graph is compiled, i.e. inside this call (as torch.compile's
+        # ``options`` it was ignored: no weight packing, no speed-up; torch 2.13).
+        try:
+            with (
+                torch._dynamo.config.patch(recompile_limit=limit),
+                torch._inductor.config.patch(freezing=True),
+            ):
+                return self._compiled(features)
+        except Exception as error:  # a compiler failure of any kind
+            self._compiled_shapes.discard(shape)
+            self._compile_failed.add(shape)
+            _warn(
+                f"torch.compile failed for a batch of shape {shape} "
+                f"({type(error).__name__}: {_first_line(error)}); that shape runs eagerly "
+                "from now on"
+            )
+            return None
+
+    def _replay(self, batch: Tensor, *, compiled: bool = False) -> Tensor | None:
         """:meth:`_classify` through the CUDA graph of ``batch``'s shape (captured now if
         needed); the result is the graph's own output buffer, valid until the next replay.
         ``None`` where the capture failed: the caller runs the shape eagerly."""
@@ -674,7 +738,7 @@ class Predictor:
         entry = self._graphs.get(shape)
         if entry is None:
             try:
-                entry = self._capture(batch)
+                entry = self._capture(batch, compiled=compiled)
             except RuntimeError as error:  # out of memory, or an op that cannot be captured
                 torch.cuda.synchronize(self.device)
                 self._capture_failed.add(shape)
@@ -705,8 +769,11 @@ class Predictor:
             self._graphs.clear()
             self._shapes_seen.clear()
             self._capture_failed.clear()
+            self._compiled = None
+            self._compiled_shapes.clear()
+            self._compile_failed.clear()
 
-    def _capture(self, batch: Tensor) -> tuple[Any, Tensor, Tensor]:
+    def _capture(self, batch: Tensor, *, compiled: bool = False) -> tuple[Any, Tensor, Tensor]:
         static_in = batch.clone()
         # Everything on the Predictor's GPU, whichever device is current: torch's default
         # capture stream lives on the device that was current when the process first
@@ -717,11 +784,11 @@ class Predictor:
             side.wait_stream(stream)
             with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside capture
                 for _ in range(2):
-                    self._classify(static_in)
+                    self._classify(static_in, compiled=compiled)
             stream.wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
-                static_out = self._classify(static_in)
+                static_out = self._classify(static_in, compiled=compiled)
         return graph, static_in, static_out
 
     def _clips(
@@ -797,6 +864,11 @@ class Predictor:
                         clips[i], (0, self.min_samples - clips[i].numel())
                     )
         return clips, single
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _warn(message: str) -> None:

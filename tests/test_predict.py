@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -740,6 +741,23 @@ def test_cli_timeline_csv_and_plot(run, speech, tmp_path, capsys):
     assert len(payload["windows"]) == 21 and payload["labels"] == list(expected.labels)
 
 
+def test_cli_compile_flag_reaches_the_predictor(run, wavs, monkeypatch, capsys):
+    made = []
+
+    class Spy(infer.Predictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.compile)
+
+    monkeypatch.setattr(infer, "Predictor", Spy)
+    outputs = []
+    for flags in ([], ["--compile"]):
+        assert main(["predict", str(wavs[0]), "--model", str(run), "--json", *flags]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert made == [False, True]
+    assert outputs[0] == outputs[1]  # one file, one sighting of its shape: eager both times
+
+
 def test_cli_demo(run, wavs, tmp_path, capsys):
     labels = ["angry", "sad", "neutral"]
     folder = _demo_folder(tmp_path / "demo", wavs, labels)
@@ -841,7 +859,7 @@ def test_graph_cache_captures_once_per_shape_and_again_after_the_weights_move(
     predictor.cuda_graphs = True  # the cache's logic, with CPU stand-ins for capture and replay
     captures = []
 
-    def capture(batch):
+    def capture(batch, compiled=False):
         captures.append(tuple(batch.shape))
         graph = _StandInGraph(predictor._classify, batch.clone())
         return graph, graph.static_in, graph.static_out
@@ -874,7 +892,7 @@ def test_graph_cache_never_thrashes_and_survives_a_failed_capture(run, speech, m
     predictor.cuda_graphs = True
     captures, failing = [], {RATE // 2 + 3}
 
-    def capture(batch):
+    def capture(batch, compiled=False):
         captures.append(batch.shape[1])
         if batch.shape[1] in failing:
             raise RuntimeError("CUDA out of memory (stand-in)")
@@ -909,6 +927,62 @@ def test_the_folded_copy_follows_the_model_and_matches_it(run, speech):
     after = predictor.logits(batch, RATE)
     assert torch.equal(after, ef.Predictor(model, device="cpu").logits(batch, RATE))
     assert not torch.allclose(after, before)
+
+
+@pytest.mark.parametrize("source", ["run", "emohrnet_compact"])
+def test_compiled_predictor_equals_eager_and_compiles_repeated_shapes_only(run, speech, source):
+    """compile=True: a shape seen once runs eagerly, a repeated one through the frozen
+    compiled graph (hr_fuse kernel included), with eager's answers; new weights, new graph."""
+    if source == "run":
+        model = ef.load_model(run)
+    else:
+        torch.manual_seed(0)
+        model = ef.models.create(source, num_classes=4)
+    compiled = ef.Predictor(model, device="cpu", compile=True)
+    eager = ef.Predictor(model, device="cpu")
+    batch, one_off = torch.stack(speech[:2]), speech[2][: RATE + 17]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no compile failure, no fallback
+        for _ in range(3):
+            torch.testing.assert_close(
+                compiled.logits(batch, RATE), eager.logits(batch, RATE), rtol=1e-4, atol=1e-4
+            )
+        torch.testing.assert_close(
+            compiled.logits(one_off, RATE), eager.logits(one_off, RATE), rtol=0, atol=0
+        )
+    assert compiled._compiled_shapes == {tuple(batch.shape)} and compiled._compiled is not None
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)  # frozen constants would be stale: the fold and graph are redone
+    for _ in range(2):
+        torch.testing.assert_close(
+            compiled.logits(batch, RATE), eager.logits(batch, RATE), rtol=1e-4, atol=1e-4
+        )
+
+
+def test_a_failed_compilation_warns_once_and_runs_eagerly(run, speech, monkeypatch):
+    def broken(*args, **kwargs):
+        def fail(features):
+            raise RuntimeError("no C++ compiler (stand-in)\nsecond line")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = ef.load_model(run)
+    predictor = ef.Predictor(model, device="cpu", compile=True)
+    eager = ef.Predictor(model, device="cpu")
+    batch = torch.stack(speech[:2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            assert torch.equal(predictor.logits(batch, RATE), eager.logits(batch, RATE))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and re.match(
+        r"torch.compile failed for a batch of shape \(2, 32000\) \(RuntimeError: no C\+\+ "
+        r"compiler \(stand-in\)\); that shape runs eagerly",
+        messages[0],
+    ), messages
+    assert predictor._compile_failed == {tuple(batch.shape)} and not predictor._compiled_shapes
 
 
 def test_the_weights_fingerprint_sees_every_kind_of_change():
