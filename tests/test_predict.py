@@ -1046,3 +1046,27 @@ def test_cuda_graph_replay_equals_eager(run, speech, precision, source):
             graphed.logits(batch, RATE), eager.logits(batch, RATE), atol=1e-5, rtol=0
         )
     assert len(graphed._graphs) == 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_compiled_graph_replay_equals_eager(speech, precision):
+    """compile=True on CUDA: the compiled model (hr_fuse kernel inside) is what the CUDA graph
+    captures; its logits are eager's up to the compiler's rounding."""
+    torch.manual_seed(0)
+    model = ef.models.create("emohrnet_compact", num_classes=4)
+    compiled = ef.Predictor(model, device="cuda", precision=precision, compile=True)
+    eager = ef.Predictor(model, device="cuda", precision=precision, cuda_graphs=False)
+    batch = torch.stack(speech[:3])
+    tolerance = 1e-3 if precision == "fp32" else 5e-2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for _ in range(3):
+            torch.testing.assert_close(
+                compiled.logits(batch, RATE),
+                eager.logits(batch, RATE),
+                atol=tolerance,
+                rtol=tolerance,
+            )
+    assert len(compiled._graphs) == 1 and compiled._compiled_shapes == {tuple(batch.shape)}
