@@ -223,11 +223,13 @@ done
 # On a quiet GPU: the issues' bars first (benchmark tier 1), then the profiles, then the
 # compiled rows and the rest, each stage within what is left of the budget.
 # Benchmarks, the issues' bars first: kernels, training step, inference, the timm anchor and the
-# deployed presets; then the compiled training step and EmoHRNet-small's compiled rows (about a
-# minute of compiling each); then every other case. BENCH_ONLY (a -k expression) runs just
-# those (e.g. a second run for the rows the first one's deadline cut).
-rest="compiled_reference or test_compiled or (test_eager and (w18 or w32 or cnn_spec))"
+# deployed presets; then the compiled training step, EmoHRNet-small's compiled rows and its
+# compiled bf16 Predictor at B=256 (about a minute of compiling each); then every other case
+# (every "compiled" id is tier 2 or 3). BENCH_ONLY (a -k expression) runs just those (e.g. a
+# second run for the rows the first one's deadline cut).
+rest="compiled or (test_eager and (w18 or w32 or cnn_spec))"
 tier2="test_compiled_training_step or (test_compiled and emohrnet_small) or test_compiled_timm_anchor"
+tier2="$tier2 or (test_batch_throughput and compiled and bf16 and emohrnet_small)"
 bench() { # tier, deadline, -k expression
   local start=$SECONDS
   timeout -s INT -k 20 "$(left "$2")" python3 -m pytest benchmarks/test_hr_fuse_bench.py \
