@@ -59,8 +59,8 @@ time (the graphs' input and output buffers are shared). A graph replays the memo
 captured, so when the inference copy is made again the graphs are dropped and shapes start
 again. ``Predictor(cuda_graphs=False)`` turns this off.
 
-``Predictor(compile=True)`` runs the model (not the front-end, which is already one kernel)
-through ``torch.compile`` (Inductor, its weights frozen into the graph as constants), under
+``Predictor(compile=True)`` runs the model's logits (not the front-end, which is already one
+kernel, nor :meth:`Predictor.embeddings`) through ``torch.compile`` (Inductor, its weights frozen into the graph as constants), under
 the same rule: a shape is compiled the second time it runs (seconds: about 7 s for
 EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE`` shapes seen twice are compiled,
 later ones and shapes whose compilation failed (with a warning) run eagerly. On the CPU this
