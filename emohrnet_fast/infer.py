@@ -60,10 +60,11 @@ captured, so when the inference copy is made again the graphs are dropped and sh
 again. ``Predictor(cuda_graphs=False)`` turns this off.
 
 ``Predictor(compile=True)`` runs the model's logits (not the front-end, which is already one
-kernel, nor :meth:`Predictor.embeddings`) through ``torch.compile`` (Inductor, its weights frozen into the graph as constants), under
-the same rule: a shape is compiled the second time it runs (seconds: about 7 s for
-EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE`` shapes seen twice are compiled,
-later ones and shapes whose compilation failed (with a warning) run eagerly. On the CPU this
+kernel, nor :meth:`Predictor.embeddings`) through ``torch.compile`` (Inductor, its weights
+frozen into the graph as constants), under the same rule: a shape is compiled the second time
+it runs (seconds: about 7 s for EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE``
+shapes seen twice are compiled, later ones and shapes whose compilation failed (with a
+warning) run eagerly. Compiled calls take one thread at a time, process-wide. On the CPU this
 is where single-clip latency comes from: eager oneDNN convolutions re-lay out their weights on
 every call, the frozen graph packs them once (EmoHRNet-small, one 2-s clip: 16 ms eager, 11 ms
 compiled; BENCHMARKS.md). Compiled logits equal eager ones up to float rounding.
@@ -104,6 +105,7 @@ DEMO_LABELS = "labels.csv"
 _CACHE_SIZE = 4  # Predictors kept by predict() / predict_timeline(): (model, device, precision)
 _GRAPH_CACHE = 8  # CUDA graphs a Predictor captures (one per (clips, samples) shape)
 _COMPILE_CACHE = 8  # shapes a Predictor(compile=True) compiles
+_COMPILE_LOCK = threading.Lock()  # compiled calls patch torch's global compiler config
 # A (clips, time) batch of at most this many samples per clip, and more clips than that, is
 # multichannel audio read as (frames, channels) (7.1 sound has 8), not a batch of clips.
 _MAX_CHANNELS = 8
@@ -713,9 +715,12 @@ class Predictor:
         # default limit (8 per code object) would silently send later ones to eager.
         limit = max(64, 4 * _COMPILE_CACHE)
         # Freezing is read when a graph is compiled, i.e. inside this call (as torch.compile's
-        # ``options`` it was ignored: no weight packing, no speed-up; torch 2.13).
+        # ``options`` it was ignored: no weight packing, no speed-up; torch 2.13). The patches
+        # are process-wide: one thread at a time, or overlapping exits would restore each
+        # other's values and leave them set.
         try:
             with (
+                _COMPILE_LOCK,
                 torch._dynamo.config.patch(recompile_limit=limit),
                 torch._inductor.config.patch(freezing=True),
             ):

@@ -958,6 +958,16 @@ def test_compiled_predictor_equals_eager_and_compiles_repeated_shapes_only(run, 
         torch.testing.assert_close(
             compiled.logits(batch, RATE), eager.logits(batch, RATE), rtol=1e-4, atol=1e-4
         )
+    # From several threads: the right answers, and torch's global compiler config as it was.
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = torch._dynamo.config.recompile_limit
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: compiled.logits(batch, RATE), range(8)))
+    for answer in answers:
+        torch.testing.assert_close(answer, eager.logits(batch, RATE), rtol=1e-4, atol=1e-4)
+    assert torch._dynamo.config.recompile_limit == limit
+    assert not torch._inductor.config.freezing
 
 
 def test_a_failed_compilation_warns_once_and_runs_eagerly(run, speech, monkeypatch):
