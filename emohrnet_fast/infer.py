@@ -62,7 +62,7 @@ again. ``Predictor(cuda_graphs=False)`` turns this off.
 ``Predictor(compile=True)`` runs the model's logits (not the front-end, which is already one
 kernel, nor :meth:`Predictor.embeddings`) through ``torch.compile`` (Inductor, its weights
 frozen into the graph as constants), under the same rule: a shape is compiled the second time
-it runs (seconds: about 7 s for EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE``
+it runs (seconds: 5-7 s for EmoHRNet-small on 2 CPU cores), the first ``_COMPILE_CACHE``
 shapes seen twice are compiled, later ones and shapes whose compilation failed (with a
 warning) run eagerly. Compiled calls take one thread at a time, process-wide. On the CPU this
 is where single-clip latency comes from: eager oneDNN convolutions re-lay out their weights on
