@@ -382,11 +382,15 @@ def _one_line(error: BaseException) -> str:
 
 
 def _predictor(args: argparse.Namespace):
+    from emohrnet_fast.ensemble import EnsemblePredictor
     from emohrnet_fast.infer import Predictor
 
-    predictor = Predictor(
-        args.model, device=args.device, precision=args.precision, compile=args.compile
-    )
+    models = args.model or ["default"]
+    options = {"device": args.device, "precision": args.precision, "compile": args.compile}
+    if len(models) == 1:
+        predictor = Predictor(models[0], **options)
+    else:
+        predictor = EnsemblePredictor(models, **options)
     if args.speaker_audio:
         predictor.adapt(args.speaker_audio)
     return predictor
@@ -524,7 +528,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    _add_model_choice(group)
+    group.add_argument(
+        "--model",
+        action="append",
+        help="'default' (the bundled model) or a checkpoint / run folder (default: default); "
+        "repeated: an ensemble, the mean of the models' probabilities",
+    )
     group.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when usable)")
     group.add_argument(
         "--precision",

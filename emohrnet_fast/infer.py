@@ -86,7 +86,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -98,6 +98,9 @@ from emohrnet_fast._files import atomic_write
 from emohrnet_fast._info import resolve_device
 from emohrnet_fast.models.base import EmotionModel, fold_batchnorm
 from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
+
+if TYPE_CHECKING:
+    from emohrnet_fast.ensemble import EnsemblePredictor
 
 Precision = Literal["auto", "fp32", "bf16"]
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -1044,11 +1047,19 @@ _PREDICTORS: OrderedDict[tuple, Predictor] = OrderedDict()
 _PREDICTORS_LOCK = threading.Lock()
 
 
+ModelChoice = str | os.PathLike | EmotionModel | Sequence[str | os.PathLike | EmotionModel]
+
+
 def _predictor(
-    model: str | os.PathLike | EmotionModel, device: torch.device | str | None
-) -> Predictor:
+    model: ModelChoice, device: torch.device | str | None
+) -> Predictor | EnsemblePredictor:
     """A cached Predictor per (checkpoint folder and its weights' mtime, device); a model in
-    memory gets a fresh one (it loads nothing)."""
+    memory gets a fresh one (it loads nothing); a list of models, an
+    :class:`~emohrnet_fast.ensemble.EnsemblePredictor` of those Predictors."""
+    if isinstance(model, list | tuple):
+        from emohrnet_fast.ensemble import EnsemblePredictor
+
+        return EnsemblePredictor([_predictor(member, device) for member in model])
     if isinstance(model, nn.Module):
         return Predictor(model, device)
     folder = checkpoint_folder(model)
@@ -1081,7 +1092,7 @@ def predict(
     audio: AudioInput,
     sample_rate: int | None = None,
     *,
-    model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
+    model: ModelChoice = checkpoint.BUNDLED_NAME,
     top_k: int | None = None,
     device: torch.device | str | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
@@ -1094,7 +1105,9 @@ def predict(
             channels averaged). int16 arrays are PCM, scaled by 1/32768.
         sample_rate: Hz of array/tensor audio (required for them; resampled to the model's
             rate). Files carry their own rate.
-        model: ``"default"`` (bundled), a checkpoint / run folder, or an EmotionModel.
+        model: ``"default"`` (bundled), a checkpoint / run folder, or an EmotionModel; a
+            list of those: an ensemble, the mean of their probabilities
+            (:class:`~emohrnet_fast.ensemble.EnsemblePredictor`).
         top_k: keep the ``top_k`` best labels per clip; ``None``: all of them.
         device: ``None``: CUDA when usable, else the CPU. On CUDA the model runs under
             bfloat16 autocast (``Predictor``'s ``precision="auto"``); use a ``Predictor``
@@ -1119,11 +1132,12 @@ def predict_timeline(
     *,
     window_s: float = 2.0,
     hop_s: float = 0.5,
-    model: str | os.PathLike | EmotionModel = checkpoint.BUNDLED_NAME,
+    model: ModelChoice = checkpoint.BUNDLED_NAME,
     device: torch.device | str | None = None,
 ) -> Timeline:
     """Emotion over time in one long clip or file: every ``window_s``-second window,
-    ``hop_s`` seconds apart, classified in one batched pass. See :meth:`Predictor.timeline`."""
+    ``hop_s`` seconds apart, classified in one batched pass. See :meth:`Predictor.timeline`;
+    ``model`` as for :func:`predict` (a list: the ensemble's mean probabilities)."""
     return _predictor(model, device).timeline(audio, sample_rate, window_s=window_s, hop_s=hop_s)
 
 
