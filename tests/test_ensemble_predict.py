@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
+from ef_testing import HAS_CUDA
 from train_fixtures import TINY
 
 import emohrnet_fast as ef
@@ -206,3 +207,16 @@ def test_cli_repeated_model_is_an_ensemble(run, tmp_path, wavs, monkeypatch, cap
     assert main(["timeline", str(long), "--model", str(run), "--model", str(run), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["labels"] == list(real(run, "cpu").labels) and payload["windows"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cuda_ensemble_matches_cpu(model, other, speech):
+    clips = [speech[0], speech[1][:20000]]
+    on_cpu = ef.EnsemblePredictor([model, other], device="cpu").probabilities(clips, RATE)
+    on_gpu = ef.EnsemblePredictor([model, other], device="cuda", precision="fp32")
+    assert all(m.device.type == "cuda" for m in on_gpu.members)
+    for _ in range(3):  # eager, then captured, then replayed CUDA graphs
+        torch.testing.assert_close(on_gpu.probabilities(clips, RATE), on_cpu, atol=1e-4, rtol=0)
+    on_device = [c.cuda() for c in clips]
+    torch.testing.assert_close(on_gpu.probabilities(on_device, RATE), on_cpu, atol=1e-4, rtol=0)
