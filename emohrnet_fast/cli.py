@@ -319,15 +319,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from emohrnet_fast import evaluate, load_model
     from emohrnet_fast._info import resolve_device
 
-    model = load_model(args.checkpoint, device=resolve_device(args.device, "--device"))
-    corpus = _corpus(args, model.default_frontend.sample_rate)
+    device = resolve_device(args.device, "--device")
+    models = [load_model(checkpoint, device=device) for checkpoint in args.checkpoint]
+    corpus = _corpus(args, models[0].default_frontend.sample_rate)
     if args.speakers:
         _, corpus = _split_by_speakers(corpus, args.speakers)
+    checkpoints = [str(c) for c in args.checkpoint]
     report = evaluate(
-        model,
+        models if len(models) > 1 else models[0],
         corpus,
         clip_seconds=args.clip_seconds,
-        meta={"checkpoint": str(args.checkpoint), "speakers": args.speakers or "all"},
+        meta={
+            "checkpoint": checkpoints if len(models) > 1 else checkpoints[0],
+            "speakers": args.speakers or "all",
+        },
     )
     if args.out:
         report.save(args.out)
@@ -692,7 +697,9 @@ def _parser() -> argparse.ArgumentParser:
     eval_cmd.add_argument(
         "--checkpoint",
         required=True,
-        help="checkpoint or run folder, or 'default' (the bundled model)",
+        action="append",
+        help="checkpoint or run folder, or 'default' (the bundled model); repeated: an "
+        "ensemble, scored on the mean of the models' probabilities",
     )
     _add_corpus_args(eval_cmd)
     eval_cmd.add_argument("--speakers", help="comma-separated speakers to score (default all)")

@@ -7,7 +7,8 @@ The best EmoDB figures of this project are averages of a few models' probabiliti
 calibrated probabilities (each member's softmax at its own temperature), in the first
 member's label order. :func:`emohrnet_fast.predict` and :func:`emohrnet_fast.predict_timeline`
 build one when ``model`` is a list, and the ``predict`` / ``timeline`` / ``demo`` commands when
-``--model`` is repeated.
+``--model`` is repeated; :func:`emohrnet_fast.evaluate` scores the same average over a corpus
+when given a list of models (``evaluate --checkpoint A --checkpoint B``).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def _class_indices(name: str, values: Sequence[int] | Tensor) -> Tensor:
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     dataset: Corpus,
     *,
     batch_size: int = 64,
@@ -210,7 +210,10 @@ def evaluate(
     Args:
         model: a trained :class:`~emohrnet_fast.models.base.EmotionModel` (e.g. from
             :func:`emohrnet_fast.load_model`); its ``labels`` name the classes. A model without
-            labels must have as many classes as ``dataset.labels``, taken in that order.
+            labels must have as many classes as ``dataset.labels``, taken in that order. A
+            list of models: an ensemble, scored on the mean of the members' calibrated
+            probabilities (as :class:`~emohrnet_fast.ensemble.EnsemblePredictor` answers;
+            classes in the first member's order; every member must know the same labels).
         dataset: a corpus with waveforms loaded at the model's sample rate (see
             :func:`emohrnet_fast.data.load_corpus`; ``corpus.subset(split.test)`` for a fold).
         batch_size: clips per forward pass.
@@ -237,23 +240,38 @@ def evaluate(
     Raises:
         ValueError: the dataset has no waveforms, is empty, is at another sample rate than
             the model, or holds labels the model was not trained on; a bad ``batch_size``;
-            a speaker-normalised model and utterances without a speaker.
+            a speaker-normalised model and utterances without a speaker; an empty list of
+            models, or members with different label sets.
     """
     from emohrnet_fast.checkpoint import unwrap
 
-    labels, targets = targets_for(model, dataset)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    logits = dataset_logits(
-        model,
-        dataset,
-        batch_size=batch_size,
-        device=device,
-        clip_seconds=clip_seconds,
-        speaker_audio=speaker_audio,
-    )
+    members = [model] if isinstance(model, nn.Module) else list(model)
+    if not members:
+        raise ValueError("model: an empty list; expected a model or a list of models")
+    labels, targets = targets_for(members[0], dataset)
+    scores = 0
+    for i, member in enumerate(members):
+        member_labels, _ = targets_for(member, dataset)
+        if sorted(member_labels) != sorted(labels):
+            raise ValueError(
+                f"model[{i}] knows the labels {list(member_labels)}, model[0] {list(labels)}: "
+                "an ensemble's members must classify the same emotions"
+            )
+        logits = dataset_logits(
+            member,
+            dataset,
+            batch_size=batch_size,
+            device=device if device is not None else next(member.parameters()).device,
+            clip_seconds=clip_seconds,
+            speaker_audio=speaker_audio,
+        )
+        probabilities = torch.softmax(logits / unwrap(member).temperature, dim=1)
+        scores = scores + probabilities[:, [member_labels.index(x) for x in labels]]
+    scores = scores / len(members)
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
-    scores = torch.softmax(logits / unwrap(model).temperature, dim=1)
-    return Report.from_predictions(targets, logits.argmax(dim=1), labels, info, scores)
+    if len(members) > 1:
+        info["ensemble_of"] = len(members)
+    return Report.from_predictions(targets, scores.argmax(dim=1), labels, info, scores)
 
 
 def targets_for(model: nn.Module, dataset: Corpus) -> tuple[tuple[str, ...], Tensor]:

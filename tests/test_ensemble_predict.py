@@ -220,3 +220,37 @@ def test_cuda_ensemble_matches_cpu(model, other, speech):
         torch.testing.assert_close(on_gpu.probabilities(clips, RATE), on_cpu, atol=1e-4, rtol=0)
     on_device = [c.cuda() for c in clips]
     torch.testing.assert_close(on_gpu.probabilities(on_device, RATE), on_cpu, atol=1e-4, rtol=0)
+
+
+def test_evaluate_scores_an_ensemble_as_the_predictor_answers(model, other, corpus):
+    report = ef.evaluate([model, other], corpus)
+    clips = [corpus.waveforms[i] for i in range(len(corpus))]
+    scores = ef.EnsemblePredictor([model, other], device="cpu").probabilities(
+        clips, corpus.sample_rate
+    )
+    truth = [model.labels.index(u.label) for u in corpus.utterances]
+    expected = ef.Report.from_predictions(truth, scores.argmax(1), model.labels, scores=scores)
+    assert report.confusion == expected.confusion and report.ua == expected.ua
+    assert report.ece == pytest.approx(expected.ece, abs=1e-6)
+    assert report.meta["ensemble_of"] == 2
+    # One model in a list is that model.
+    alone = ef.evaluate(model, corpus)
+    assert ef.evaluate([model], corpus).confusion == alone.confusion
+    assert "ensemble_of" not in alone.meta
+    stranger = copy.deepcopy(model)
+    stranger.labels = (*model.labels[:-1], "surprised")
+    with pytest.raises(ValueError, match="labels the model was not trained on"):
+        ef.evaluate([model, stranger], corpus)
+    with pytest.raises(ValueError, match="empty list"):
+        ef.evaluate([], corpus)
+
+
+def test_cli_evaluate_repeated_checkpoint(run, corpus, capsys):
+    data = ["--corpus", "emodb", "--root", str(corpus.root), "--json"]
+    assert main(["evaluate", "--checkpoint", str(run), *data]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--checkpoint", str(run), "--checkpoint", str(run), *data]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["confusion"] == alone["confusion"] and both["ua"] == pytest.approx(alone["ua"])
+    assert both["meta"]["checkpoint"] == [str(run), str(run)]
+    assert both["meta"]["ensemble_of"] == 2

@@ -3,6 +3,7 @@ repository root (-P keeps the source tree off sys.path: the installed package is
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -46,7 +47,7 @@ def test_readme_cli_commands_run(tmp_path):
     section = text[text.index("## Train and evaluate") :]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line for line in block.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 6 + ["torchrun"]
+    assert [line.split()[0] for line in lines] == ["emohrnet-fast"] * 8 + ["torchrun"]
     root = make_tiny_emodb(tmp_path / "emodb", per_cell=1)
     cache = ["--quiet", "--cache-dir", str(tmp_path / "cache")]
     for line in lines:
@@ -79,6 +80,10 @@ def test_readme_cli_commands_run(tmp_path):
         in (tmp_path / "runs" / "loso-hr-small-2seeds" / "summary.md").read_text()
     )
     assert (tmp_path / "runs" / "hr-small-speaker03-unheard" / "MODEL_CARD.md").exists()
+    ensemble = json.loads(
+        (tmp_path / "runs" / "hr-small-2seeds-speaker03" / "report.json").read_text()
+    )
+    assert ensemble["meta"]["ensemble_of"] == 2 and sum(ensemble["support"]) > 0
     assert (tmp_path / "runs" / "ddp" / "checkpoints").is_dir()
 
 
