@@ -326,7 +326,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _, corpus = _split_by_speakers(corpus, args.speakers)
     checkpoints = [str(c) for c in args.checkpoint]
     report = evaluate(
-        models if len(models) > 1 else models[0],
+        models,
         corpus,
         clip_seconds=args.clip_seconds,
         meta={

@@ -36,6 +36,7 @@ from emohrnet_fast.calibration import (
 from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
+from emohrnet_fast.data.labels import column_order
 from emohrnet_fast.data.splits import Split, splits
 from emohrnet_fast.evaluate import Report, dataset_logits, shared_speaker_audio, targets_for
 from emohrnet_fast.train import check_distillation, is_main_process, process_group, train
@@ -472,11 +473,11 @@ def _mean_probabilities(saved: list[dict]) -> dict:
     labels = saved[0]["labels"]
     total = None
     for one in saved:
-        if sorted(one["labels"]) != sorted(labels):
-            raise ValueError(
-                f"studies: a fold's models know different classes ({labels} and {one['labels']})"
-            )
-        order = [one["labels"].index(name) for name in labels]
+        order = column_order(
+            one["labels"],
+            labels,
+            f"studies: a fold's models know different classes ({labels} and {one['labels']})",
+        )
         logits = torch.tensor(one["logits"], dtype=torch.float64)[:, order]
         probabilities = torch.softmax(logits, dim=1)
         total = probabilities if total is None else total + probabilities

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from emohrnet_fast.data.labels import column_order
 from emohrnet_fast.infer import (
     AudioInput,
     Precision,
@@ -93,15 +94,17 @@ class EnsemblePredictor:
         ]
         first = self.members[0]
         self.labels: tuple[str, ...] = first.labels
-        self._columns: list[Tensor] = []
-        for i, member in enumerate(self.members):
-            if sorted(member.labels) != sorted(self.labels):
-                raise ValueError(
-                    f"models[{i}] ({_name(member)}) knows the labels {list(member.labels)}, "
-                    f"models[0] ({_name(first)}) {list(self.labels)}: an ensemble's members "
-                    "must classify the same emotions"
-                )
-            self._columns.append(torch.tensor([member.labels.index(x) for x in self.labels]))
+        # Per member, the indices of its columns in the order of self.labels.
+        self._columns: list[list[int]] = [
+            column_order(
+                member.labels,
+                self.labels,
+                f"models[{i}] ({_name(member)}) knows the labels {list(member.labels)}, "
+                f"models[0] ({_name(first)}) {list(self.labels)}: an ensemble's members "
+                "must classify the same emotions",
+            )
+            for i, member in enumerate(self.members)
+        ]
         self.sample_rate: int = first.sample_rate
         self._shared_rate = all(m.sample_rate == self.sample_rate for m in self.members)
 
@@ -131,7 +134,12 @@ class EnsemblePredictor:
         """The members' mean probabilities, float32 on the CPU: ``(n_classes,)`` for one clip
         or path, ``(clips, n_classes)`` for a batch or a list; columns in :attr:`labels`."""
         audio, sample_rate = self._decoded(audio, sample_rate)
-        return self._mean(lambda member: member.probabilities(audio, sample_rate))
+        return torch.stack(
+            [
+                member.probabilities(audio, sample_rate)[..., columns]
+                for member, columns in zip(self.members, self._columns, strict=True)
+            ]
+        ).mean(0)
 
     def timeline(
         self,
@@ -211,13 +219,6 @@ class EnsemblePredictor:
         if single:
             return clips[0], self.sample_rate
         return clips, self.sample_rate
-
-    def _mean(self, scores_of) -> Tensor:
-        total = None
-        for member, columns in zip(self.members, self._columns, strict=True):
-            scores = scores_of(member)[..., columns]
-            total = scores if total is None else total + scores
-        return total / len(self.members)
 
 
 def _name(member: Predictor) -> str:

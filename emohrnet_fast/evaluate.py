@@ -244,6 +244,7 @@ def evaluate(
             models, or members with different label sets.
     """
     from emohrnet_fast.checkpoint import unwrap
+    from emohrnet_fast.data.labels import column_order
 
     members = [model] if isinstance(model, nn.Module) else list(model)
     if not members:
@@ -252,11 +253,12 @@ def evaluate(
     scores = 0
     for i, member in enumerate(members):
         member_labels, _ = targets_for(member, dataset)
-        if sorted(member_labels) != sorted(labels):
-            raise ValueError(
-                f"model[{i}] knows the labels {list(member_labels)}, model[0] {list(labels)}: "
-                "an ensemble's members must classify the same emotions"
-            )
+        columns = column_order(
+            member_labels,
+            labels,
+            f"model[{i}] knows the labels {list(member_labels)}, model[0] {list(labels)}: "
+            "an ensemble's members must classify the same emotions",
+        )
         logits = dataset_logits(
             member,
             dataset,
@@ -266,7 +268,7 @@ def evaluate(
             speaker_audio=speaker_audio,
         )
         probabilities = torch.softmax(logits / unwrap(member).temperature, dim=1)
-        scores = scores + probabilities[:, [member_labels.index(x) for x in labels]]
+        scores = scores + probabilities[:, columns]
     scores = scores / len(members)
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
     if len(members) > 1:

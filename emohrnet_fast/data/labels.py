@@ -7,6 +7,8 @@ position in every corpus's label set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # Order fixes class indices: the labels shared by most corpora first.
 COMMON_LABELS: tuple[str, ...] = (
     "neutral",
@@ -117,3 +119,15 @@ def label_order(labels: set[str] | list[str]) -> tuple[str, ...]:
     """Labels sorted by :data:`COMMON_LABELS` position, then labels outside it by name."""
     rank = {label: i for i, label in enumerate(COMMON_LABELS)}
     return tuple(sorted(set(labels), key=lambda label: (rank.get(label, len(rank)), label)))
+
+
+def column_order(labels: Sequence[str], into: Sequence[str], mismatch: str) -> list[int]:
+    """The indices that put columns named ``labels`` in the order of ``into`` (scores of
+    models that learnt the same classes in different orders, made comparable).
+
+    Raises:
+        ValueError: ``mismatch``, when the two hold different label sets.
+    """
+    if sorted(labels) != sorted(into):
+        raise ValueError(mismatch)
+    return [list(labels).index(name) for name in into]
