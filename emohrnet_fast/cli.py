@@ -455,13 +455,22 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+# `timeline --csv` without a path: print the CSV (a Path, as argparse's type makes a given one).
+_STDOUT = Path("-")
+
+
 def _timeline(args: argparse.Namespace) -> int:
+    if args.csv == _STDOUT and args.json:
+        raise ValueError("--csv without a path prints CSV, --json prints JSON: choose one")
     predictor = _predictor(args)
     timeline = predictor.timeline(args.file, window_s=args.window, hop_s=args.hop)
-    if args.csv:
+    if args.csv and args.csv != _STDOUT:
         timeline.to_csv(args.csv)
     if args.plot:
         timeline.plot(args.plot)
+    if args.csv == _STDOUT:
+        print(timeline.csv_text(), end="")
+        return 0
     segments = timeline.segments
     if args.json:
         payload = {
@@ -498,7 +507,7 @@ def _timeline(args: argparse.Namespace) -> int:
     rows = [[f"{s.start:.2f}", f"{s.end:.2f}", s.label, f"{s.score:.3f}"] for s in segments]
     print(_table(["start", "end", "emotion", "mean score"], rows))
     for what, path in (("windows", args.csv), ("plot", args.plot)):
-        if path:
+        if path and path != _STDOUT:
             print(f"{what}: {path}")
     return 0
 
@@ -785,7 +794,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(timeline_cmd)
     timeline_cmd.add_argument("--window", type=float, default=2.0, help="window, s (2.0)")
     timeline_cmd.add_argument("--hop", type=float, default=0.5, help="hop, s (0.5)")
-    timeline_cmd.add_argument("--csv", type=Path, help="write one row per window here")
+    timeline_cmd.add_argument(
+        "--csv",
+        nargs="?",
+        const=_STDOUT,
+        type=Path,
+        metavar="PATH",
+        help="one CSV row per window, written to PATH, or printed instead of the table "
+        "when PATH is left out",
+    )
     timeline_cmd.add_argument("--plot", type=Path, help="write a PNG of the probabilities")
     timeline_cmd.add_argument("--json", action="store_true", help="print windows and segments")
     timeline_cmd.set_defaults(run=_timeline)

@@ -193,9 +193,15 @@ class Timeline:
         return segments
 
     def to_csv(self, path: str | os.PathLike, *, segments: bool = False) -> Path:
-        """Write one row per window (``start,end,label,score,<one column per label>``), or
-        per segment with ``segments=True``; times in s, probabilities to 6 decimals."""
+        """Write :meth:`csv_text` to ``path`` (atomically; parent folders are made)."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, self.csv_text(segments=segments).encode())
+        return path
+
+    def csv_text(self, *, segments: bool = False) -> str:
+        """CSV with one row per window (``start,end,label,score,<one column per label>``), or
+        per segment with ``segments=True``; times in s, probabilities to 6 decimals."""
         header = ["start", "end", "label", "score", *self.labels]
         if segments:
             rows = [
@@ -218,9 +224,7 @@ class Timeline:
             start, end, label, score, *rest = row
             values = [f"{start:.3f}", f"{end:.3f}", label, f"{score:.6f}"]
             lines.append(",".join(values + [f"{v:.6f}" for v in rest]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, ("\n".join(lines) + "\n").encode())
-        return path
+        return "\n".join(lines) + "\n"
 
     def plot(self, path: str | os.PathLike) -> Path:
         """Write a PNG (matplotlib, Agg): each emotion's probability over time (at window

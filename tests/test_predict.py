@@ -741,6 +741,20 @@ def test_cli_timeline_csv_and_plot(run, speech, tmp_path, capsys):
     assert len(payload["windows"]) == 21 and payload["labels"] == list(expected.labels)
 
 
+def test_cli_timeline_csv_without_a_path_prints_it(run, speech, tmp_path, capsys):
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, torch.cat(speech[:2]).numpy(), RATE, subtype="FLOAT")
+    argv = ["timeline", str(wav), "--model", str(run), "--window", "2", "--hop", "1"]
+    assert main([*argv, "--csv", str(tmp_path / "t.csv")]) == 0
+    capsys.readouterr()
+    for flags in (["--csv"], ["--csv", "-"]):
+        assert main([*argv, *flags]) == 0
+        assert capsys.readouterr().out == (tmp_path / "t.csv").read_text()
+    assert not (tmp_path / "-").exists()
+    assert main([*argv, "--csv", "--json"]) == 1
+    assert "choose one" in capsys.readouterr().err
+
+
 def test_cli_compile_flag_reaches_the_predictor(run, wavs, monkeypatch, capsys):
     made = []
 
