@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 try:
-    from emohrnet_fast import _C
+    import emohrnet_fast._C as _C
 except ImportError as err:  # pragma: no cover - exercised only by broken installs
     package = Path(__file__).resolve().parent
     if (package.parent / "pyproject.toml").is_file() and not any(package.glob("_C*")):

@@ -42,7 +42,7 @@ class AudioDecodeError(ValueError):
 
 
 def load(
-    path: str | Path,
+    path: str | os.PathLike,
     sample_rate: int | None = None,
     *,
     mono: bool = False,

@@ -155,10 +155,10 @@ def calibrate(
     Raises:
         ValueError: as :func:`emohrnet_fast.evaluate` for the same ``dataset``.
     """
-    from emohrnet_fast.checkpoint import unwrap
+    from emohrnet_fast.checkpoint import emotion_model
     from emohrnet_fast.evaluate import dataset_logits, targets_for
 
-    plain = unwrap(model)
+    plain = emotion_model(model)
     _, targets = targets_for(plain, dataset)
     device = torch.device(device) if device is not None else next(plain.parameters()).device
     logits = dataset_logits(

@@ -50,12 +50,23 @@ class CheckpointError(ValueError):
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside DistributedDataParallel and torch.compile wrappers."""
     while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
+
+
+def emotion_model(model: nn.Module) -> EmotionModel:
+    """:func:`unwrap`, checked to be one of our models (TypeError naming what it is)."""
+    plain = unwrap(model)
+    if not isinstance(plain, EmotionModel):
+        raise TypeError(
+            f"model: expected an EmotionModel (ef.models.create / ef.load_model), got "
+            f"{type(plain).__name__}"
+        )
+    return plain
 
 
 def model_card(model: EmotionModel, name: str) -> dict[str, Any]:
@@ -214,6 +225,8 @@ def build_model(meta: dict[str, Any]) -> EmotionModel:
     """An untrained model with the architecture, labels and front-end a card describes."""
     name = meta.get("model")
     try:
+        if not isinstance(name, str):
+            raise ValueError(f"expected a preset name, got {name!r}")
         model_config(name)
     except ValueError as error:
         raise CheckpointError(f"checkpoint model: {error}") from error

@@ -392,6 +392,7 @@ def _predictor(args: argparse.Namespace):
 
     models = args.model or ["default"]
     options = {"device": args.device, "precision": args.precision, "compile": args.compile}
+    predictor: Predictor | EnsemblePredictor
     if len(models) == 1:
         predictor = Predictor(models[0], **options)
     else:

@@ -37,7 +37,7 @@ from emohrnet_fast.checkpoint import load_model
 from emohrnet_fast.config import TrainConfig
 from emohrnet_fast.data.corpus import Corpus
 from emohrnet_fast.data.labels import column_order
-from emohrnet_fast.data.splits import Split, splits
+from emohrnet_fast.data.splits import Protocol, Split, splits
 from emohrnet_fast.evaluate import Report, dataset_logits, shared_speaker_audio, targets_for
 from emohrnet_fast.train import check_distillation, is_main_process, process_group, train
 
@@ -132,7 +132,7 @@ class CVResult:
 def cross_validate(
     config: TrainConfig,
     corpus: Corpus,
-    protocol: str = "loso",
+    protocol: Protocol = "loso",
     *,
     k: int = 5,
     split_seed: int = 0,
@@ -176,8 +176,7 @@ def cross_validate(
             teachers that are not finished studies of the same folds (or without
             ``distill_weight``).
     """
-    if corpus.waveforms is None:
-        raise ValueError(f"corpus {corpus.name!r}: waveforms not loaded (load_audio=True)")
+    corpus.loaded_waveforms("corpus")
     all_folds = splits(corpus, protocol, k=k, seed=split_seed)
     chosen = list(range(len(all_folds))) if folds is None else sorted(set(folds))
     bad = [
@@ -297,8 +296,8 @@ def ensemble_studies(
             + "; ".join(f"{f}: {sorted(n)}" for f, n in zip(folders, finished, strict=True))
             + ")"
         )
-    members_held = [[] for _ in folders]
-    member_reports = [[] for _ in folders]
+    members_held: list[list[tuple[Tensor, Tensor]]] = [[] for _ in folders]
+    member_reports: list[list[Report]] = [[] for _ in folders]
     reports, held_out = [], []
     for fold in common:
         saved = [predictions[fold] for predictions in finished]
@@ -471,7 +470,7 @@ def _mean_probabilities(saved: list[dict]) -> dict:
     member's label order); its logits are the log of the mean, so a softmax of them gives
     the mean back."""
     labels = saved[0]["labels"]
-    total = None
+    total = torch.zeros(len(saved[0]["true"]), len(labels), dtype=torch.float64)
     for one in saved:
         order = column_order(
             one["labels"],
@@ -480,7 +479,7 @@ def _mean_probabilities(saved: list[dict]) -> dict:
         )
         logits = torch.tensor(one["logits"], dtype=torch.float64)[:, order]
         probabilities = torch.softmax(logits, dim=1)
-        total = probabilities if total is None else total + probabilities
+        total = total + probabilities
     mean = total / len(saved)
     return {
         **{key: saved[0][key] for key in ("labels", "files", "true")},
@@ -527,7 +526,7 @@ def _write_summary(out: Path, header: str, study: dict, result: CVResult) -> Non
     if result.calibration is not None:
         summary["calibration"] = {
             "pooled": asdict(result.calibration),
-            "per_fold": [asdict(c) for c in result.fold_calibration],
+            "per_fold": [asdict(c) for c in result.fold_calibration or ()],
         }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
@@ -591,7 +590,7 @@ def _run_fold(
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
     saved_file = folder / "predictions.json" if folder is not None else None
     test_set = corpus.subset(split.test)
-    if saved_file is not None and resume and saved_file.exists():
+    if folder is not None and saved_file is not None and resume and saved_file.exists():
         saved = json.loads(saved_file.read_text())
         # File names, not paths: a corpus moved to another folder still resumes.
         files = saved.get("files")
@@ -618,7 +617,7 @@ def _run_fold(
             progress=progress,
             quiet=quiet,
         ).model
-    targets_for(model, test_set)  # a clear error for test labels the fold never trained on
+    labels, _ = targets_for(model, test_set)  # a clear error for test labels it never trained on
     logits = dataset_logits(
         model,
         test_set,
@@ -631,14 +630,14 @@ def _run_fold(
         else None,
     )
     saved = {
-        "labels": list(model.labels),
+        "labels": list(labels),
         "files": [str(u.path) for u in test_set.utterances],
         "true": [u.label for u in test_set.utterances],
-        "pred": [model.labels[i] for i in logits.argmax(dim=1).tolist()],
+        "pred": [labels[i] for i in logits.argmax(dim=1).tolist()],
         "logits": [[round(x, 5) for x in row] for row in logits.tolist()],
     }
     report, logits, targets = _fold_result(saved, meta)
-    if folder is not None and write:
+    if folder is not None and saved_file is not None and write:
         report.save(folder / "report")
         atomic_write(saved_file, json.dumps(saved).encode())
     return report, logits, targets

@@ -243,14 +243,14 @@ def evaluate(
             a speaker-normalised model and utterances without a speaker; an empty list of
             models, or members with different label sets.
     """
-    from emohrnet_fast.checkpoint import unwrap
+    from emohrnet_fast.checkpoint import emotion_model
     from emohrnet_fast.data.labels import column_order
 
     members = [model] if isinstance(model, nn.Module) else list(model)
     if not members:
         raise ValueError("model: an empty list; expected a model or a list of models")
     labels, targets = targets_for(members[0], dataset)
-    scores = 0
+    scores = torch.zeros(len(dataset), len(labels))
     for i, member in enumerate(members):
         member_labels, _ = targets_for(member, dataset)
         columns = column_order(
@@ -267,7 +267,7 @@ def evaluate(
             clip_seconds=clip_seconds,
             speaker_audio=speaker_audio,
         )
-        probabilities = torch.softmax(logits / unwrap(member).temperature, dim=1)
+        probabilities = torch.softmax(logits / emotion_model(member).temperature, dim=1)
         scores = scores + probabilities[:, columns]
     scores = scores / len(members)
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}
@@ -309,16 +309,15 @@ def dataset_logits(
 ) -> Tensor:
     """``(len(dataset), num_classes)`` float32 logits on the CPU, in dataset order
     (``speaker_audio``: see :func:`evaluate`)."""
-    from emohrnet_fast.checkpoint import unwrap
+    from emohrnet_fast.checkpoint import emotion_model
     from emohrnet_fast.infer import Predictor
 
-    if dataset.waveforms is None:
-        raise ValueError(f"dataset {dataset.name!r}: no waveforms loaded (load_audio=True)")
+    resident = dataset.loaded_waveforms("dataset")
     if len(dataset) == 0:
         raise ValueError(f"dataset {dataset.name!r} is empty")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
-    plain = unwrap(model)
+    plain = emotion_model(model)
     frontend_config = plain.default_frontend
     if dataset.sample_rate != frontend_config.sample_rate:
         raise ValueError(
@@ -330,7 +329,7 @@ def dataset_logits(
     # Graphs off: a one-off pass over a dataset gains little, and training calls this each
     # epoch with weights that change under it.
     predictor = Predictor(plain, device=device, batch_size=batch_size, cuda_graphs=False)
-    waveforms = dataset.waveforms.to(device)
+    waveforms = resident.to(device)
     out = torch.empty(len(dataset), plain.num_classes)
     if not plain.speaker_norm:
         _fill_logits(out, torch.arange(len(dataset)), predictor, dataset, waveforms, clip_seconds)
@@ -342,18 +341,17 @@ def dataset_logits(
             f"dataset {dataset.name!r}: the model was trained with speaker normalisation, "
             f"which needs every utterance's speaker; {speakers.count(None)} have none"
         )
-    known: dict[str, list[Tensor]] = {}
+    known: dict[str | None, list[Tensor]] = {}
     if speaker_audio is not None:
-        if speaker_audio.waveforms is None:
-            raise ValueError(f"speaker_audio {speaker_audio.name!r}: no waveforms loaded")
+        speaker_waveforms = speaker_audio.loaded_waveforms("speaker_audio")
         if speaker_audio.sample_rate != dataset.sample_rate:
             raise ValueError(
                 f"speaker_audio {speaker_audio.name!r} is at {speaker_audio.sample_rate} Hz, "
                 f"dataset {dataset.name!r} at {dataset.sample_rate} Hz"
             )
         for i, utterance in enumerate(speaker_audio.utterances):
-            known.setdefault(utterance.speaker, []).append(speaker_audio.waveforms[i])
-    for speaker in sorted(set(speakers)):
+            known.setdefault(utterance.speaker, []).append(speaker_waveforms[i])
+    for speaker in sorted({s for s in speakers if s is not None}):  # all of them, checked above
         group = torch.tensor([i for i, s in enumerate(speakers) if s == speaker])
         audio = known.get(speaker) or [waveforms[i] for i in group.tolist()]
         predictor.adapt(audio, waveforms.sample_rate)

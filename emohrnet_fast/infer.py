@@ -100,6 +100,8 @@ from emohrnet_fast.models.base import EmotionModel, fold_batchnorm
 from emohrnet_fast.speaker_norm import SpeakerStats, band_moments, speaker_scale
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from emohrnet_fast.ensemble import EnsemblePredictor
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -222,7 +224,7 @@ class Timeline:
         lines = [",".join(header)]
         for row in rows:
             start, end, label, score, *rest = row
-            values = [f"{start:.3f}", f"{end:.3f}", label, f"{score:.6f}"]
+            values = [f"{start:.3f}", f"{end:.3f}", str(label), f"{score:.6f}"]
             lines.append(",".join(values + [f"{v:.6f}" for v in rest]))
         return "\n".join(lines) + "\n"
 
@@ -381,12 +383,7 @@ class Predictor:
             raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1")
         self.source: Path | None  # the checkpoint folder, None for a model in memory
         if isinstance(model, nn.Module):
-            plain = checkpoint.unwrap(model)
-            if not isinstance(plain, EmotionModel):
-                raise TypeError(
-                    f"model: expected an EmotionModel (ef.models.create / ef.load_model), got "
-                    f"{type(plain).__name__}"
-                )
+            plain = checkpoint.emotion_model(model)
             if device is None:
                 first = next(plain.parameters(), None)
                 device = first.device if first is not None else torch.device("cpu")
@@ -418,7 +415,7 @@ class Predictor:
         plain = self.model
         # The model as it runs here: fold_batchnorm's copy, made again by _refold() whenever
         # the weights' fingerprint changes (they were replaced or updated).
-        self._folded: nn.Module = plain
+        self._folded: EmotionModel = plain
         self._folded_key: tuple | None = None
         self.labels: tuple[str, ...] = (
             tuple(plain.labels)
@@ -488,11 +485,12 @@ class Predictor:
             clips, _ = self._clips(audio, sample_rate, pad=True)
             if len(clips) == 0:
                 raise ValueError("adapt(): audio holds no clips")
-            moments = 0
             with torch.inference_mode():
-                for clip in clips:
-                    features = self.frontend(clip.to(self.device, torch.float32)[None])
-                    moments = moments + band_moments(features)
+                moments = sum(
+                    band_moments(self.frontend(clip.to(self.device, torch.float32)[None]))
+                    for clip in clips
+                )
+            assert isinstance(moments, Tensor)  # clips is not empty
             speaker = SpeakerStats.from_moments(moments[:, 0])
         with self._graph_lock:  # not while another thread replays
             self.speaker = speaker
@@ -664,11 +662,13 @@ class Predictor:
                         repeat = shape in self._shapes_seen
                         self._shapes_seen.add(shape)
                         compiled = repeat and self._compiles(shape)
-                        result = None
-                        if repeat and self._graphed(shape):
-                            result = self._replay(batch, compiled=compiled)
-                        if result is None:
-                            result = self._classify(batch, compiled=compiled)
+                        graphed = repeat and self._graphed(shape)
+                        replayed = self._replay(batch, compiled=compiled) if graphed else None
+                        result = (
+                            replayed
+                            if replayed is not None
+                            else self._classify(batch, compiled=compiled)
+                        )
                     out.append(result.float().cpu())
         if not out:
             width = self.model.embedding_dim if embeddings else len(self.labels)
@@ -777,7 +777,8 @@ class Predictor:
             # cuDNN's fast convolutions are NHWC; in NCHW it transposes around each one (2.2
             # of 12.8 ms for EmoHRNet-small at B=256 on an H200), and oneDNN's CPU ones are
             # faster so too. Training runs so as well.
-            self._folded = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
+            # torch's overloads of Module.to omit memory_format, which it accepts.
+            self._folded = fold_batchnorm(self.model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self._folded_key = key
             self._graphs.clear()
             self._shapes_seen.clear()
@@ -887,7 +888,8 @@ def _first_line(error: BaseException) -> str:
 def _warn(message: str) -> None:
     """A UserWarning attributed to the first caller outside this package (the user's line,
     whatever the call depth inside the library)."""
-    level, frame = 2, sys._getframe(1)  # stacklevel 2 is _warn's caller
+    level = 2  # stacklevel 2 is _warn's caller
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("emohrnet_fast."):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, UserWarning, stacklevel=level)
@@ -1060,10 +1062,16 @@ def _predictor(
     """A cached Predictor per (checkpoint folder and its weights' mtime, device); a model in
     memory gets a fresh one (it loads nothing); a list of models, an
     :class:`~emohrnet_fast.ensemble.EnsemblePredictor` of those Predictors."""
-    if isinstance(model, list | tuple):
+    if isinstance(model, Sequence) and not isinstance(model, str):
         from emohrnet_fast.ensemble import EnsemblePredictor
 
-        return EnsemblePredictor([_predictor(member, device) for member in model])
+        return EnsemblePredictor([_single_predictor(member, device) for member in model])
+    return _single_predictor(model, device)
+
+
+def _single_predictor(
+    model: str | os.PathLike | EmotionModel, device: torch.device | str | None
+) -> Predictor:
     if isinstance(model, nn.Module):
         return Predictor(model, device)
     folder = checkpoint_folder(model)
@@ -1195,7 +1203,9 @@ def bundled_model_card() -> dict[str, Any] | None:
     if not (folder / checkpoint.META_FILE).is_file():
         return None
     meta = checkpoint.read_meta(folder)
-    card = meta.get("card") if isinstance(meta.get("card"), dict) else {}
+    card = meta.get("card")
+    if not isinstance(card, dict):
+        card = {}
     return {
         "name": card.get("name") or meta.get("model"),
         "model": meta.get("model"),

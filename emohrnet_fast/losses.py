@@ -38,7 +38,7 @@ class CenterLoss(nn.Module):
             0.0 < alpha <= 1.0
         ):
             raise ValueError(f"CenterLoss alpha={alpha!r}: expected a rate in (0, 1]")
-        self.alpha = alpha
+        self.alpha: float = alpha
         self.register_buffer("centers", torch.zeros(num_classes, dim))
 
     def forward(self, embedding: Tensor, labels: Tensor) -> Tensor:

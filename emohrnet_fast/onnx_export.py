@@ -55,6 +55,12 @@ class WaveformClassifier(nn.Module):
     """``waveform (batch, samples)`` float32 -> ``(logits, probabilities)``, each
     ``(batch, classes)``: the exported graph, as a module (pure PyTorch, no compiled ops)."""
 
+    window: Tensor
+    filterbank: Tensor | None
+    dct: Tensor | None
+    speaker_mean: Tensor | None
+    speaker_std: Tensor | None
+
     def __init__(self, model: EmotionModel, speaker: SpeakerStats | None = None) -> None:
         super().__init__()
         self.frontend_config: FrontEndConfig = model.default_frontend
@@ -74,7 +80,7 @@ class WaveformClassifier(nn.Module):
     def forward(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
         tables = reference.DenseTables(self.window, self.filterbank, self.dct)
         features = reference.log_mel(waveform, self.frontend_config, check=False, tables=tables)
-        if self.speaker_mean is not None:
+        if self.speaker_mean is not None and self.speaker_std is not None:
             stats = SpeakerStats(self.speaker_mean, self.speaker_std)
             features = speaker_scale(features, stats, self.model.input_norm)
         logits = self.model.classify(features.unsqueeze(1))
@@ -167,6 +173,8 @@ def export_onnx(
             )
     finally:
         exporter_log.setLevel(level)
+    if program is None:  # only the legacy (dynamo=False) exporter returns nothing
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
     program.model.metadata_props.update(
         {
             "labels": json.dumps(list(predictor.labels)),

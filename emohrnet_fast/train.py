@@ -88,10 +88,11 @@ class WeightAverage:
     ``d = min(decay, (1 + step) / (10 + step))``; integer buffers are copied.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: EmotionModel, decay: float) -> None:
         self.decay = decay
         self.average = copy.deepcopy(model).eval().requires_grad_(False)
-        pairs = list(zip(self.average.parameters(), model.parameters(), strict=True))
+        pairs: list[tuple[Tensor, Tensor]] = []
+        pairs += zip(self.average.parameters(), model.parameters(), strict=True)
         pairs += zip(self.average.buffers(), model.buffers(), strict=True)
         # (averaged, current) tensor lists, split once: each step is then two foreach calls,
         # not a kernel per tensor (a GPU step is launch-bound).
@@ -338,8 +339,7 @@ def _check_data(train_set: Corpus, val_set: Corpus | None) -> tuple[str, ...]:
             raise TypeError(f"{name}: expected a Corpus, got {type(data).__name__}")
         if len(data) == 0:
             raise ValueError(f"{name} ({data.name}) is empty: no utterances to use")
-        if data.waveforms is None:
-            raise ValueError(f"{name} ({data.name}): waveforms not loaded (load_audio=True)")
+        data.loaded_waveforms(name)
     present = {u.label for u in train_set.utterances}
     labels = tuple(label for label in train_set.labels if label in present)
     if len(labels) < 2:
@@ -371,7 +371,9 @@ class _Trainer:
         self.val_set = val_set
         self.val_speaker_audio = None
         if val_set is not None:
-            self.val_set = dataclasses.replace(val_set, waveforms=val_set.waveforms.to(device))
+            self.val_set = dataclasses.replace(
+                val_set, waveforms=val_set.loaded_waveforms("val_set").to(device)
+            )
             if config.speaker_norm:  # validation speakers who also train keep those statistics
                 unknown = sum(u.speaker is None for u in val_set.utterances)
                 if unknown:
@@ -416,7 +418,7 @@ class _Trainer:
         n = len(train_set)
         per_rank = math.ceil(n / env.world)
         shard = (torch.arange(per_rank) * env.world + env.rank) % n
-        self.waveforms = train_set.subset(shard).waveforms.to(device)
+        self.waveforms = train_set.subset(shard).loaded_waveforms("train_set").to(device)
         self.targets = targets[shard].to(device)
         # Distillation's soft targets, (per_rank, classes), scored once here.
         self.teacher_probs: Tensor | None = None
@@ -446,8 +448,8 @@ class _Trainer:
                     f"TrainConfig.{option} needs every training utterance's speaker: "
                     f"{unknown} of {n} in train_set {train_set.name!r} have none"
                 )
-            speakers = sorted({u.speaker for u in train_set.utterances})
-            position = {name: i for i, name in enumerate(speakers)}
+            speakers = sorted({u.speaker for u in train_set.utterances if u.speaker is not None})
+            position: dict[str | None, int] = {name: i for i, name in enumerate(speakers)}
             ids = torch.tensor([position[u.speaker] for u in train_set.utterances])
             self.speaker_ids = ids[shard].to(device)
             self.speaker_count = len(speakers)
@@ -501,7 +503,8 @@ class _Trainer:
         # The module the steps call; wrappers share self.model's parameters and buffers.
         # channels_last: cuDNN's fast convolutions are NHWC, and oneDNN's on the CPU too (an
         # EmoHRNet-small training step 1.14x faster on a 2-core Xeon: BENCHMARKS.md).
-        forward = self.model.to(memory_format=torch.channels_last)
+        # (torch's overloads of Module.to omit memory_format, which it accepts)
+        forward = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if config.compile:
             forward = torch.compile(forward, mode=config.compile_mode)
         # CUDA graph trees reuse their output memory from one replay to the next; a new step
@@ -688,7 +691,7 @@ class _Trainer:
         waveform, _ = self.waveforms.crops(index, self.clip, position, speed)
         masks = None
         fused = self.augment is not None and self.augment.mask_value != "mean"
-        if fused:
+        if self.augment is not None and fused:
             masks = self.augment.draw(
                 batch, self.n_features, self.frames, self.device, generator=generator
             )
@@ -767,7 +770,8 @@ class _Trainer:
         loss.backward()
         if self.speaker_head is not None and self.env.active:  # outside DDP: averaged here
             for parameter in self.speaker_head.parameters():
-                self.env.sum_(parameter.grad).div_(self.env.world)
+                if parameter.grad is not None:
+                    self.env.sum_(parameter.grad).div_(self.env.world)
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         for group in self.optimizer.param_groups:
@@ -792,6 +796,7 @@ class _Trainer:
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def _validate(self) -> Report:
+        assert self.val_set is not None  # called only with one
         logits = dataset_logits(
             self.output_model,
             self.val_set,
@@ -814,6 +819,7 @@ class _Trainer:
 
     # --------------------------------------------------------------------- checkpoints
     def _epoch_dir(self, epoch: int) -> Path:
+        assert self.run is not None  # called only when saving
         return self.run / checkpoint.CHECKPOINTS / f"epoch-{epoch:04d}"
 
     def _save(self, epoch: int) -> None:

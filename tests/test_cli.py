@@ -30,6 +30,20 @@ def test_info_json_via_python_m(tmp_path):
     assert report["kernels"]["cpu"] == ["log_mel", "spec_augment", "hr_fuse"]
 
 
+def test_installed_package_ships_its_data_files(tmp_path):
+    # From a folder outside the repository, so the installed package answers (in CI, the wheel).
+    probe = (
+        "import importlib.resources as r; root = r.files('emohrnet_fast'); "
+        "print(*(root.joinpath(p).is_file() for p in ('py.typed', "
+        "'assets/default/model.safetensors', 'assets/default/MODEL_CARD.md', "
+        "'assets/demo/labels.csv')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True"] * 4  # py.typed: PEP 561, the hints are for users
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

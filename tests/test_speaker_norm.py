@@ -153,7 +153,7 @@ def test_speakers_known_from_training_keep_their_training_statistics(trained, co
                 torch.testing.assert_close(got[row], alone[row])
     assert not torch.allclose(got, alone)
     assert shared_speaker_audio(corpus, test, groups[speakers[1]][:0]) is None
-    with pytest.raises(ValueError, match=r"speaker_audio .* no waveforms loaded"):
+    with pytest.raises(ValueError, match=r"speaker_audio .* waveforms not loaded"):
         dataset_logits(trained, test, speaker_audio=dataclasses.replace(audio, waveforms=None))
 
 

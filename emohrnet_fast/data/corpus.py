@@ -200,6 +200,13 @@ class Corpus:
     def __getitem__(self, index: int) -> Utterance:
         return self.utterances[index]
 
+    def loaded_waveforms(self, role: str = "corpus") -> Waveforms:
+        """:attr:`waveforms`, or a ValueError naming ``role`` (the caller's argument) when
+        the corpus was read with ``load_audio=False``."""
+        if self.waveforms is None:
+            raise ValueError(f"{role} {self.name!r}: waveforms not loaded (load_audio=True)")
+        return self.waveforms
+
     def subset(self, indices: Tensor | list[int]) -> Corpus:
         """The utterances at ``indices`` (in that order), with their waveforms if loaded.
 
@@ -370,9 +377,13 @@ def attach_waveforms(
                     RuntimeWarning,
                     stacklevel=3,
                 )
-    keep = [u for u in corpus.utterances if isinstance(decoded[u.path], Tensor)]
-    failed = [Skipped(p, decoded[p]) for p in paths if not isinstance(decoded[p], Tensor)]
-    samples = [decoded[u.path] for u in keep]
+    keep, samples = [], []
+    for u in corpus.utterances:
+        audio = decoded[u.path]
+        if isinstance(audio, Tensor):
+            keep.append(u)
+            samples.append(audio)
+    failed = [Skipped(p, why) for p in paths if isinstance(why := decoded[p], str)]
     lengths = torch.tensor([s.numel() for s in samples], dtype=torch.int64)
     offsets = torch.cumsum(lengths, 0) - lengths
     data = torch.cat(samples) if samples else torch.zeros(0)

@@ -37,8 +37,8 @@ def scan(root: Path) -> tuple[list[Utterance], list[Skipped]]:
         for path in sorted(p for p in folder.iterdir() if p.is_file()):
             match = _NAME.fullmatch(path.stem)
             reason = _reject(path, match, folder)
-            if reason:
-                skipped.append(Skipped(path, reason))
+            if match is None or reason:
+                skipped.append(Skipped(path, reason or _RULE))
                 continue
             actor = match["actor"]
             utterances.append(
@@ -74,6 +74,7 @@ def _reject(path: Path, match: re.Match | None, folder: Path) -> str | None:
         or match["statement"] not in STATEMENTS
     ):
         return "field out of range (emotion 01-08, intensity 01-02, statement 01-02)"
-    if match["actor"] != _FOLDER.fullmatch(folder.name)[1]:
+    folder_match = _FOLDER.fullmatch(folder.name)
+    if folder_match is None or match["actor"] != folder_match[1]:
         return "actor field differs from its Actor_XX folder"
     return None

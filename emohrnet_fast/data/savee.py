@@ -28,7 +28,7 @@ def scan(root: Path) -> tuple[list[Utterance], list[Skipped]]:
     for path in audio_files(root):
         match = _NAME.fullmatch(path.stem)
         speaker = (match["speaker"] or path.parent.name) if match else None
-        if speaker not in SPEAKERS:
+        if match is None or speaker not in SPEAKERS:
             skipped.append(Skipped(path, _RULE))
             continue
         code = match["emotion"]

@@ -92,7 +92,7 @@ def _speakers(corpus: Corpus) -> list[str]:
             "speaker-independent split exists (folder: pass speaker_pattern=...; or use "
             "protocol='random', which is speaker-dependent)"
         )
-    return [u.speaker for u in corpus.utterances]
+    return [u.speaker for u in corpus.utterances if u.speaker is not None]  # all, checked above
 
 
 def _sessions(corpus: Corpus) -> list[str]:

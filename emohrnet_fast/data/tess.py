@@ -28,10 +28,10 @@ def scan(root: Path) -> tuple[list[Utterance], list[Skipped]]:
     utterances, skipped = [], []
     for path in audio_files(root):
         match = _NAME.fullmatch(path.stem)
-        emotion = match["emotion"].lower() if match else None
-        if emotion not in labels.TESS:
+        if match is None or match["emotion"].lower() not in labels.TESS:
             skipped.append(Skipped(path, _RULE))
             continue
+        emotion = match["emotion"].lower()
         speaker = match["speaker"].upper()
         utterances.append(
             Utterance(

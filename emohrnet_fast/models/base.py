@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,9 @@ class InputNorm(nn.Module):
         return f"mean={float(self.mean):.4g}, std={float(self.std):.4g}"
 
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
 class EmotionModel(nn.Module):
     """Base of every model: its config, class count, the features it expects
     (``default_frontend``, so training and inference compute the same ones), their
@@ -46,6 +49,7 @@ class EmotionModel(nn.Module):
     calibrated, the softmax ``temperature``."""
 
     uses_center_loss = False  # training adds the center loss on ``embedding`` when True
+    embedding_dim: int  # width of ``embedding``; each model sets it
     uses_spec_augment = False  # TrainConfig(spec_augment="auto") masks its features when True
 
     def __init__(self, config: Any, num_classes: int) -> None:
@@ -74,7 +78,7 @@ class EmotionModel(nn.Module):
         return self(features).embedding
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: ModuleT) -> ModuleT:
     """An eval-mode copy of ``model`` in which every ``BatchNorm2d`` registered right after a
     ``Conv2d`` in the same parent (our blocks' ``conv1, bn1``, ``Sequential(conv, bn, ...)``
     convention: each such BN normalises that conv's output, and nothing else reads the conv's

@@ -67,7 +67,7 @@ class CenterLossCNN(EmotionModel):
         self.embedding_dim = config.embedding_dim
         self.head_drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.embedding_dim, num_classes)
-        self.decoder = None
+        self.decoder: nn.ModuleList | None = None
         if config.reconstruction:
             rev = widths[::-1]
             self.decoder = nn.ModuleList(
@@ -81,7 +81,7 @@ class CenterLossCNN(EmotionModel):
 
     def forward_features(self, features: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
         """Last encoder feature map ``(B, C, F / 16, T / 16)`` and the size before each pool."""
-        first_conv = self.encoder[0][0].weight  # the device and dtype features must have
+        first_conv = next(self.encoder.parameters())  # the device and dtype features must have
         x = as_image(features, self.config.in_chans, self.min_size, "CenterLossCNN", first_conv)
         x = self.input_norm(x)
         sizes = []
@@ -96,6 +96,8 @@ class CenterLossCNN(EmotionModel):
         return self.classifier(self.head_drop(embedding)), embedding
 
     def reconstruct(self, feature_map: Tensor, sizes: list[tuple[int, int]]) -> Tensor:
+        if self.decoder is None:
+            raise RuntimeError("reconstruct(): this model has no decoder (reconstruction=False)")
         x = feature_map
         for i, (deconv, size) in enumerate(zip(self.decoder, reversed(sizes), strict=True)):
             x = deconv(x, output_size=size)  # restores the odd sizes the pools floored away

@@ -24,9 +24,10 @@ image-classification networks (Wang et al. 2019; the layout and parameter names 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -176,7 +177,9 @@ class Bottleneck(nn.Module):
         return self.act(self.bn3(self.conv3(y)) + shortcut)
 
 
-def _blocks(block: type[nn.Module], in_chans: int, chans: int, count: int) -> nn.Sequential:
+def _blocks(
+    block: type[BasicBlock | Bottleneck], in_chans: int, chans: int, count: int
+) -> nn.Sequential:
     layers = [block(in_chans, chans)]
     layers += [block(chans * block.expansion, chans) for _ in range(count - 1)]
     return nn.Sequential(*layers)
@@ -193,7 +196,7 @@ class HighResolutionModule(nn.Module):
         )
         fuse_layers = []
         for i, out_chans in enumerate(channels):
-            row = []
+            row: list[nn.Module] = []
             for j, in_chans in enumerate(channels):
                 if j > i:  # lower resolution: 1x1 conv + BN here, upsampled inside hr_fuse
                     row.append(_conv_bn(in_chans, out_chans, 1))
@@ -210,9 +213,15 @@ class HighResolutionModule(nn.Module):
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
-        fuse_op = hr_fuse if self.fuse == "kernel" else partial(reference.hr_fuse, check=False)
+        # (cast: mypy takes ops.hr_fuse, inside this import cycle, for its submodule)
+        fuse_op = (
+            cast(Callable[[list[Tensor], list[Tensor]], Tensor], hr_fuse)
+            if self.fuse == "kernel"
+            else partial(reference.hr_fuse, check=False)
+        )
         out = []
-        for i, row in enumerate(self.fuse_layers):
+        for i, layers in enumerate(self.fuse_layers):
+            row = cast(nn.ModuleList, layers)
             same_res = [row[j](xs[j]) for j in range(i + 1)]
             low_res = [row[j](xs[j]) for j in range(i + 1, len(xs))]
             out.append(fuse_op(same_res, low_res))
@@ -237,7 +246,7 @@ class EmoHRNet(EmotionModel):
         self.act = nn.ReLU(inplace=True)
         self.layer1 = _blocks(Bottleneck, c.stem_width, c.stage1.channels[0], c.stage1.blocks[0])
 
-        previous = (c.stage1.channels[0] * Bottleneck.expansion,)
+        previous: tuple[int, ...] = (c.stage1.channels[0] * Bottleneck.expansion,)
         for index, stage in ((1, c.stage2), (2, c.stage3), (3, c.stage4)):
             setattr(self, f"transition{index}", self._transition(previous, stage.channels))
             modules = [

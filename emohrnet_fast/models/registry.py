@@ -7,9 +7,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
 from emohrnet_fast.config import FrontEndConfig
+from emohrnet_fast.models.base import EmotionModel
 from emohrnet_fast.models.centerloss_cnn import CenterLossCNN, CenterLossCNNConfig
 from emohrnet_fast.models.emohrnet import (
     EMOHRNET_COMPACT,
@@ -19,10 +18,10 @@ from emohrnet_fast.models.emohrnet import (
     EmoHRNet,
 )
 
-_PRESETS: dict[str, tuple[Callable[[Any, int], nn.Module], Any]] = {}
+_PRESETS: dict[str, tuple[Callable[[Any, int], EmotionModel], Any]] = {}
 
 
-def register(name: str, builder: Callable[[Any, int], nn.Module], config: Any) -> None:
+def register(name: str, builder: Callable[[Any, int], EmotionModel], config: Any) -> None:
     """Add a preset; ``builder(config, num_classes)`` makes the model."""
     if name in _PRESETS:
         warnings.warn(f"model preset {name!r} registered twice; the later one wins", stacklevel=2)
@@ -55,7 +54,8 @@ def _typed_like(template: Any, data: dict[str, Any], where: str) -> dict[str, An
     out = {}
     for key, value in data.items():
         current = getattr(template, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            assert not isinstance(current, type)  # a preset holds config instances
             value = type(current)(**_typed_like(current, value, f"{where}.{key}"))
         elif isinstance(current, tuple) and isinstance(value, list):
             value = tuple(value)
@@ -63,7 +63,7 @@ def _typed_like(template: Any, data: dict[str, Any], where: str) -> dict[str, An
     return out
 
 
-def create(name: str, num_classes: int, **overrides) -> nn.Module:
+def create(name: str, num_classes: int, **overrides: Any) -> EmotionModel:
     """Build preset ``name`` for ``num_classes`` classes; ``overrides`` replace config fields
     (an unknown field is an error). The model's ``default_frontend`` says which features it
     expects."""

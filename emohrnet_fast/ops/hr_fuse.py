@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -289,7 +290,8 @@ def check_inputs(
     """The inputs as lists, or an error naming the first bad one. ``kernel=False`` (for
     :func:`emohrnet_fast.ops.reference.hr_fuse`) accepts any device PyTorch runs on."""
     if kernel and _accepted(same_res, low_res):
-        return list(same_res), list(low_res)
+        # _accepted checked them: sequences of tensors
+        return list(cast(Sequence[Tensor], same_res)), list(cast(Sequence[Tensor], low_res))
     return _checked(same_res, low_res, kernel)
 
 

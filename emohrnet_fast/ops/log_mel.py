@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -56,7 +58,11 @@ def _launch(
     n_mfcc = dct.shape[-1] if dct.numel() else 0
     scratch = waveform.new_empty((batch, n_bands, frames)) if clamp and n_mfcc else None
     example_max = waveform.new_empty((batch,)) if clamp else None
-    masks = None if mask_values is None else MaskParams(freq_masks, time_masks, mask_values)
+    masks = (
+        MaskParams(freq_masks, time_masks, mask_values)
+        if freq_masks is not None and time_masks is not None and mask_values is not None
+        else None
+    )
     guard, stream = cuda_stream_context(waveform)
     with guard:
         _C.log_mel(
@@ -133,7 +139,7 @@ def op_arguments(config: FrontEndConfig) -> dict:
         eps=float(config.eps),
         amin=float(config.amin),
         db_multiplier=config.db_multiplier,
-        top_db=float(config.top_db) if config.clamps_top_db else None,
+        top_db=float(config.top_db) if config.top_db is not None and config.clamps_top_db else None,
     )
 
 
@@ -255,6 +261,6 @@ def log_mel(
         mask_args = dict(
             freq_masks=augment.freq, time_masks=augment.time, mask_values=augment.values
         )
-    launch = _log_mel_op if torch.compiler.is_compiling() else _launch
+    launch: Callable[..., Tensor] = _log_mel_op if torch.compiler.is_compiling() else _launch
     out = launch(flat, *tables, **op_arguments(config), **mask_args)
     return out.reshape(*lead, *out.shape[1:])

@@ -49,6 +49,8 @@ def mel_to_hz(mels: Tensor, mel_scale: str = "htk") -> Tensor:
 def band_edges_hz(config: FrontEndConfig) -> Tensor:
     """The ``n_mels + 2`` corner frequencies (Hz, float64): band m rises from edge m to edge
     m+1 and falls to edge m+2."""
+    if config.n_mels is None:
+        raise ValueError("config.n_mels is None: a linear spectrogram has no Mel bands")
     m_min = hz_to_mel(torch.tensor(float(config.f_min)), config.mel_scale)
     m_max = hz_to_mel(torch.tensor(config.resolved_f_max), config.mel_scale)
     return mel_to_hz(

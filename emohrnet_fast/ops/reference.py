@@ -125,9 +125,10 @@ def log_mel(
         bands = torch.log(bands + config.eps)
     elif config.output == "db":
         bands = config.db_multiplier * torch.log10(torch.clamp(bands, min=config.amin))
-        if config.clamps_top_db:
+        top_db = config.top_db if config.clamps_top_db else None
+        if top_db is not None:
             finite_or_inf = torch.where(torch.isnan(bands), float("-inf"), bands)
-            floor = finite_or_inf.amax(dim=(-2, -1), keepdim=True) - config.top_db
+            floor = finite_or_inf.amax(dim=(-2, -1), keepdim=True) - top_db
             bands = torch.maximum(bands, floor)
     if dct is not None:
         bands = torch.matmul(dct.t(), bands)
