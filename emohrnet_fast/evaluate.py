@@ -246,7 +246,7 @@ def evaluate(
     from emohrnet_fast.checkpoint import emotion_model
     from emohrnet_fast.data.labels import column_order
 
-    members = [model] if isinstance(model, nn.Module) else list(model)
+    members = [emotion_model(m) for m in ([model] if isinstance(model, nn.Module) else model)]
     if not members:
         raise ValueError("model: an empty list; expected a model or a list of models")
     labels, targets = targets_for(members[0], dataset)
@@ -267,7 +267,7 @@ def evaluate(
             clip_seconds=clip_seconds,
             speaker_audio=speaker_audio,
         )
-        probabilities = torch.softmax(logits / emotion_model(member).temperature, dim=1)
+        probabilities = torch.softmax(logits / member.temperature, dim=1)
         scores = scores + probabilities[:, columns]
     scores = scores / len(members)
     info = {"utterances": len(dataset), "corpus": dataset.name, **(meta or {})}

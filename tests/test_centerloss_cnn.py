@@ -57,6 +57,10 @@ def test_bad_input_is_rejected():
         model(torch.randn(2, 8, 100))
     with pytest.raises(TypeError, match=r"expected floating-point features, got torch\.int64"):
         model(torch.zeros(2, 40, 100, dtype=torch.long))
+    no_decoder = models.create("centerloss_cnn_mfcc", num_classes=4, reconstruction=False)
+    feature_map, sizes = no_decoder.forward_features(torch.randn(2, 40, 100))
+    with pytest.raises(RuntimeError, match=r"no decoder \(reconstruction=False\)"):
+        no_decoder.reconstruct(feature_map, sizes)
 
 
 def test_center_loss_moves_centers_to_class_means():

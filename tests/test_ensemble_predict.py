@@ -176,6 +176,8 @@ def test_predict_with_a_list_of_models(run, speech):
     timeline = ef.predict_timeline(torch.cat(speech), RATE, model=(run, run), device="cpu")
     single = ef.predict_timeline(torch.cat(speech), RATE, model=run, device="cpu")
     torch.testing.assert_close(timeline.probabilities, single.probabilities, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="model: expected 'default', a checkpoint path"):
+        ef.predict(speech[0], RATE, model=[run, [run]], device="cpu")  # ensembles do not nest
 
 
 def test_cli_repeated_model_is_an_ensemble(run, tmp_path, wavs, monkeypatch, capsys):
@@ -243,6 +245,8 @@ def test_evaluate_scores_an_ensemble_as_the_predictor_answers(model, other, corp
         ef.evaluate([model, stranger], corpus)
     with pytest.raises(ValueError, match="empty list"):
         ef.evaluate([], corpus)
+    with pytest.raises(TypeError, match=r"expected an EmotionModel .* got Linear"):
+        ef.evaluate([model, torch.nn.Linear(2, 7)], corpus)
 
 
 def test_cli_evaluate_repeated_checkpoint(run, corpus, capsys):
