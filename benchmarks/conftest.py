@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from emohrnet_fast.bench import device_name
+from emohrnet_fast._info import device_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 

@@ -46,6 +46,20 @@ def resolve_device(device: torch.device | str | None, name: str = "device") -> t
     return resolved
 
 
+def device_name(device: str | torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch uses."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
 def info() -> dict:
     """Version, build (CPU / CUDA kernels, architectures) and usable devices, as a dict."""
     from emohrnet_fast import __version__

@@ -18,7 +18,6 @@ two spreads the machine's drift over both.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from emohrnet_fast._info import device_name
 from emohrnet_fast.augment import SpecAugment
 from emohrnet_fast.config import FrontEndConfig
 from emohrnet_fast.ops import hr_fuse, log_mel, reference, spec_augment
@@ -48,20 +48,6 @@ class BenchRow:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "speedup": self.speedup}
-
-
-def device_name(device: str | torch.device) -> str:
-    """The GPU's name, or the CPU's model and the threads torch uses."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def torchaudio_frontend(config: FrontEndConfig, device: str | torch.device):

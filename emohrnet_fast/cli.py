@@ -49,7 +49,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from emohrnet_fast import bench
-    from emohrnet_fast._info import resolve_device
+    from emohrnet_fast._info import device_name, resolve_device
 
     device = resolve_device(args.device, "--device")
     say = None if args.quiet else (lambda name: print(f"timing {name}", file=sys.stderr))
@@ -62,7 +62,7 @@ def _bench(args: argparse.Namespace) -> int:
         progress=say,
     )
     if args.json:
-        report = {"device": bench.device_name(device), "torch": torch.__version__}
+        report = {"device": device_name(device), "torch": torch.__version__}
         print(json.dumps({**report, "rows": [row.to_dict() for row in rows]}, indent=2))
     else:
         print(bench.markdown(rows, device), end="")

@@ -19,13 +19,15 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from emohrnet_fast._files import atomic_write
-from emohrnet_fast._info import resolve_device
+from emohrnet_fast._info import device_name, resolve_device
 from emohrnet_fast.calibration import (
     Calibration,
     assess,
@@ -113,6 +115,7 @@ class CVResult:
                 f"{c.nll_before:.3f} -> {c.nll_after:.3f}; temperature over all folds "
                 f"{c.temperature:.3f}"
             )
+        lines += _provenance_lines([r.meta for r in self.folds])
         if self.members:
             lines += [
                 "",
@@ -310,7 +313,9 @@ def ensemble_studies(
             member_reports[i].append(report)
             members_held[i].append((logits, targets))
         combined = _mean_probabilities(saved)
-        meta = {**metas[0], "ensemble_of": [str(f) for f in folders]}
+        # The members' own records of where they ran stay in theirs.
+        shared = {key: value for key, value in metas[0].items() if key != "ran"}
+        meta = {**shared, "ensemble_of": [str(f) for f in folders]}
         report, logits, targets = _fold_result(combined, meta)
         reports.append(report)
         held_out.append((logits, targets))
@@ -606,9 +611,10 @@ def _run_fold(
             return _fold_result(saved, meta)
         # Written before logits were saved: recompute them from the fold's final checkpoint.
         model = load_model(folder / "run")
+        ran = None
     else:
         run = f"fold-{split.fold:02d}/run"
-        model = train(
+        trained = train(
             config,
             corpus.subset(split.train),
             teachers=[load_model(folder / run, device) for folder in teacher_folders],
@@ -616,7 +622,9 @@ def _run_fold(
             resume=resume and folder is not None,
             progress=progress,
             quiet=quiet,
-        ).model
+        )
+        model = trained.model
+        ran = _provenance(next(model.parameters()).device, trained.history)
     labels, _ = targets_for(model, test_set)  # a clear error for test labels it never trained on
     logits = dataset_logits(
         model,
@@ -636,6 +644,8 @@ def _run_fold(
         "pred": [labels[i] for i in logits.argmax(dim=1).tolist()],
         "logits": [[round(x, 5) for x in row] for row in logits.tolist()],
     }
+    if ran is not None:
+        saved["ran"] = ran
     report, logits, targets = _fold_result(saved, meta)
     if folder is not None and saved_file is not None and write:
         report.save(folder / "report")
@@ -643,9 +653,46 @@ def _run_fold(
     return report, logits, targets
 
 
+def _provenance(device: torch.device, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where, when and with what a fold's model was trained: device, finishing time (UTC),
+    training seconds summed over its epochs (a resumed run's earlier ones included) and the
+    versions, so a study's figures carry the facts a report of them needs."""
+    from emohrnet_fast import __version__
+
+    return {
+        "device": device_name(device),
+        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "train_seconds": round(sum(float(row.get("seconds", 0.0)) for row in history), 1),
+        "torch": torch.__version__,
+        "emohrnet_fast": __version__,
+    }
+
+
+def _provenance_lines(metas: list[dict[str, Any]]) -> list[str]:
+    """One line on where and when the folds trained, from what they recorded (none for
+    folds written before the record existed, or for an ensemble's combined folds)."""
+    ran = [m["ran"] for m in metas if isinstance(m.get("ran"), dict)]
+    if not ran:
+        return []
+
+    def values(key: str) -> str:
+        return ", ".join(sorted({str(r.get(key)) for r in ran}))
+
+    finished = sorted(str(r.get("finished_utc")) for r in ran)
+    minutes = sum(float(r.get("train_seconds", 0.0)) for r in ran) / 60
+    counted = "" if len(ran) == len(metas) else f" ({len(ran)} of {len(metas)} folds recorded)"
+    return [
+        f"trained on {values('device')} (torch {values('torch')}, emohrnet_fast "
+        f"{values('emohrnet_fast')}): {minutes:.0f} min of training, folds finished "
+        f"{finished[0]} to {finished[-1]} UTC{counted}"
+    ]
+
+
 def _fold_result(saved: dict, meta: dict) -> tuple[Report, Tensor, Tensor]:
     """Report, logits and targets of a fold's ``predictions.json`` content (the report's
     ECE is that of the plain softmax: the cross-fitted temperature comes later)."""
+    if "ran" in saved:
+        meta = {**meta, "ran": saved["ran"]}
     labels = saved["labels"]
     index = {name: i for i, name in enumerate(labels)}
     logits = torch.tensor(saved["logits"], dtype=torch.float32).reshape(-1, len(labels))

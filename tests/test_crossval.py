@@ -44,6 +44,15 @@ def test_loso_study_writes_everything_and_pools_folds(corpus, tmp_path):
         assert checkpoint.epoch_dirs(tmp_path / f"fold-{fold:02d}" / "run")
     assert "speaker-independent" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "pooled" / "report.json").exists()
+    # Each fold records where, when and with what it trained; the summary says it once.
+    for fold in summary["per_fold"]:
+        ran = fold["ran"]
+        assert ran["device"].endswith(f"{torch.get_num_threads()} threads")
+        assert ran["torch"] == torch.__version__ and ran["emohrnet_fast"] == ef.__version__
+        assert ran["train_seconds"] >= 0 and len(ran["finished_utc"]) == len("2026-12-06 12:00")
+    line = (tmp_path / "summary.md").read_text().splitlines()[-1]
+    assert line.startswith(f"trained on {summary['per_fold'][0]['ran']['device']} (torch ")
+    assert "min of training, folds finished" in line and "folds recorded" not in line
 
 
 def test_speaker_normalised_study_says_so(corpus):
@@ -115,6 +124,7 @@ def test_killed_study_resumes_at_its_fold(corpus, tmp_path, monkeypatch):
     )
     assert len(calls) == 1  # only fold 1 trained again
     assert len(result.folds) == 2 and (tmp_path / "summary.json").exists()
+    assert all("ran" in report.meta for report in result.folds)  # the resumed fold's record too
     with pytest.raises(ValueError, match=r"different settings \(protocol: saved 'speaker_kfold'"):
         ef.cross_validate(ONE_EPOCH, corpus, "loso", out_dir=tmp_path, quiet=True)
     with pytest.raises(ValueError, match=r"different settings \(lr: saved 0.003, now 0.002\)$"):
