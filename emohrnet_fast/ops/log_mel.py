@@ -89,7 +89,7 @@ def _launch(
             db_amin=amin,
             db_multiplier=db_multiplier,
             clamp_top_db=clamp,
-            top_db=top_db if clamp else 0.0,
+            top_db=top_db if top_db is not None else 0.0,
             num_threads=torch.get_num_threads(),
             **mask_pointers(masks),
             cuda=waveform.is_cuda,
