@@ -99,7 +99,12 @@ class FrontEndConfig:
     @property
     def clamps_top_db(self) -> bool:
         """Whether the per-example top_db floor applies (only to dB output)."""
-        return self.output == "db" and self.top_db is not None
+        return self.applied_top_db is not None
+
+    @property
+    def applied_top_db(self) -> float | None:
+        """``top_db`` (dB below each example's maximum) where its floor applies, else None."""
+        return float(self.top_db) if self.output == "db" and self.top_db is not None else None
 
     @property
     def db_multiplier(self) -> float:

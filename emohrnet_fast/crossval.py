@@ -595,7 +595,7 @@ def _run_fold(
     folder = out / f"fold-{split.fold:02d}" if out is not None else None
     saved_file = folder / "predictions.json" if folder is not None else None
     test_set = corpus.subset(split.test)
-    if folder is not None and saved_file is not None and resume and saved_file.exists():
+    if saved_file is not None and resume and saved_file.exists():
         saved = json.loads(saved_file.read_text())
         # File names, not paths: a corpus moved to another folder still resumes.
         files = saved.get("files")
@@ -610,7 +610,7 @@ def _run_fold(
         if "logits" in saved:
             return _fold_result(saved, meta)
         # Written before logits were saved: recompute them from the fold's final checkpoint.
-        model = load_model(folder / "run")
+        model = load_model(saved_file.parent / "run")
         ran = None
     else:
         run = f"fold-{split.fold:02d}/run"
@@ -647,8 +647,8 @@ def _run_fold(
     if ran is not None:
         saved["ran"] = ran
     report, logits, targets = _fold_result(saved, meta)
-    if folder is not None and saved_file is not None and write:
-        report.save(folder / "report")
+    if saved_file is not None and write:
+        report.save(saved_file.parent / "report")
         atomic_write(saved_file, json.dumps(saved).encode())
     return report, logits, targets
 

@@ -139,7 +139,7 @@ def op_arguments(config: FrontEndConfig) -> dict:
         eps=float(config.eps),
         amin=float(config.amin),
         db_multiplier=config.db_multiplier,
-        top_db=float(config.top_db) if config.top_db is not None and config.clamps_top_db else None,
+        top_db=config.applied_top_db,
     )
 
 

@@ -125,7 +125,7 @@ def log_mel(
         bands = torch.log(bands + config.eps)
     elif config.output == "db":
         bands = config.db_multiplier * torch.log10(torch.clamp(bands, min=config.amin))
-        top_db = config.top_db if config.clamps_top_db else None
+        top_db = config.applied_top_db
         if top_db is not None:
             finite_or_inf = torch.where(torch.isnan(bands), float("-inf"), bands)
             floor = finite_or_inf.amax(dim=(-2, -1), keepdim=True) - top_db
