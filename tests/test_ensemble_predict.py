@@ -92,7 +92,9 @@ def test_call_ranks_the_mean_like_a_predictor(model, other, speech):
     )
     assert len(ensemble(speech[0], RATE, top_k=1)) == 1
     batch = ensemble(speech[:2], RATE)
-    assert len(batch) == 2 and batch[0] == ranked
+    assert len(batch) == 2 and [r["label"] for r in batch[0]] == [r["label"] for r in ranked]
+    # A batch runs other CPU kernels than one clip (oneDNN picks them per shape): equal to rounding.
+    assert [r["score"] for r in batch[0]] == pytest.approx([r["score"] for r in ranked], abs=1e-6)
     with pytest.raises(ValueError, match="top_k"):
         ensemble(speech[0], RATE, top_k=0)
 
