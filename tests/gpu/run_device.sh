@@ -28,7 +28,7 @@
 # .devbuild (the returned wheel) and .studies (the returned studies.tar and compact-fold0.tar)
 # are optional.
 #
-# Environment: RUN_SECONDS (the whole run's budget, default 560), EPOCHS (per study fold, 60),
+# Environment: RUN_SECONDS (the whole run's budget, default 560), EPOCHS (per study fold, 90),
 # STUDIES (which studies, default three; "" for none), SANITIZE=0 (skip the CUDA
 # sanitizers, e.g. on a rerun that changed no CUDA code), CV_ARGS (appended to every `cv` command),
 # BENCH_ONLY (a pytest -k expression: only those benchmarks), ALLOW_NO_GPU=1 (go on without a
@@ -38,15 +38,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 budget=${RUN_SECONDS:-560}
-epochs=${EPOCHS:-60}
-# Default: the best CPU recipe (speaker-normalised, 1.5-s training crops, 60 epochs: 77.9 / 77.1
-# / 78.9 mean UA for seeds 0-2 on 2026-12-06) with seed 3, for its seed spread and an ensemble;
-# the same recipe on the W18 preset (whether capacity lifts one model past 80); and the #7
-# headline (EmoHRNet-small, plain LOSO). Also defined: hr_small_loso_sn_crop15_s2 (seed 2). Also defined: hr_small_loso_sn, hr_compact_loso_sn,
+epochs=${EPOCHS:-90}
+# Default: the best CPU recipe (speaker-normalised, 1.5-s training crops, speed perturbation 0.1,
+# 90 epochs: 79.7 / 79.8 / 78.1 / 79.2 mean UA for seeds 0-3 on 2026-12-07) with new seeds 4 and 5,
+# for its seed spread and an ensemble; and the #7 headline (EmoHRNet-small, plain LOSO). Not a
+# default any more: the W18 preset on that recipe (hr_w18_loso_sn_crop15_sp), 6 points under
+# small on the first three CPU folds (2026-12-08). Also defined: hr_small_loso_sn_crop15_s2 and
+# _s3 (seeds 2 and 3 without speed perturbation), hr_small_loso_sn, hr_compact_loso_sn,
 # hr_compact_loso(_ls), hr_small_loso_ls, hr_small_random5 (speaker-dependent),
 # hr_small_loso_mixup, hr_small_loso_sp, hr_small_loso_sn_sa3 and hr_compact_loso_sn_sa3
 # (stronger SpecAugment), hr_small_loso_sn_crop15 (seed 0), hr_w18_loso_sn (W18).
-studies=${STUDIES-hr_small_loso_sn_crop15_s3 hr_w18_loso_sn_crop15 hr_small_loso} # "": none
+studies=${STUDIES-hr_small_loso_sn_crop15_sp_s4 hr_small_loso_sn_crop15_sp_s5 hr_small_loso} # "": none
 studies_end=$((budget * 50 / 100)) # then the GPU is left to ncu and the benchmarks
 # Seconds until a deadline, at least 5: `timeout 0` would mean no limit at all.
 left() { local s=$(($1 - SECONDS)); echo $((s > 5 ? s : 5)); }
@@ -157,6 +159,11 @@ declare -A study_args=(
   # 11 M, as it did past compact's 2.9 M (60 -> 70 mean UA on the CPU, 2026-12-05).
   [hr_w18_loso_sn]="--model emohrnet_w18 --protocol loso --speaker-norm"
   [hr_w18_loso_sn_crop15]="--model emohrnet_w18 --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole"
+  [hr_w18_loso_sn_crop15_sp]="--model emohrnet_w18 --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 1"
+  # The best recipe: speed perturbation 0.1 on the 1.5-s crops (CPU, 90 epochs, seeds 0-3: 78.1
+  # to 79.8 mean UA, 2026-12-07); new seeds, so nothing here was chosen on its test figures.
+  [hr_small_loso_sn_crop15_sp_s4]="--model emohrnet_small --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 4"
+  [hr_small_loso_sn_crop15_sp_s5]="--model emohrnet_small --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 5"
 )
 study_pids=()
 for name in $studies; do
