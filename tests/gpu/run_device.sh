@@ -43,7 +43,7 @@ epochs=${EPOCHS:-90}
 # 90 epochs: 79.7 / 79.8 / 78.1 / 79.2 mean UA for seeds 0-3 on 2026-12-07) with new seeds 4 and 5,
 # for its seed spread and an ensemble; and the #7 headline (EmoHRNet-small, plain LOSO). Not a
 # default any more: the W18 preset on that recipe (hr_w18_loso_sn_crop15_sp), 6 points under
-# small on the first three CPU folds (2026-12-08). Also defined: hr_small_loso_sn_crop15_s2 and
+# small on the first three CPU folds (2026-12-07/08). Also defined: hr_small_loso_sn_crop15_s2 and
 # _s3 (seeds 2 and 3 without speed perturbation), hr_small_loso_sn, hr_compact_loso_sn,
 # hr_compact_loso(_ls), hr_small_loso_ls, hr_small_random5 (speaker-dependent),
 # hr_small_loso_mixup, hr_small_loso_sp, hr_small_loso_sn_sa3 and hr_compact_loso_sn_sa3
@@ -160,8 +160,8 @@ declare -A study_args=(
   [hr_w18_loso_sn]="--model emohrnet_w18 --protocol loso --speaker-norm"
   [hr_w18_loso_sn_crop15]="--model emohrnet_w18 --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole"
   [hr_w18_loso_sn_crop15_sp]="--model emohrnet_w18 --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 1"
-  # The best recipe: speed perturbation 0.1 on the 1.5-s crops (CPU, 90 epochs, seeds 0-3: 78.1
-  # to 79.8 mean UA, 2026-12-07); new seeds, so nothing here was chosen on its test figures.
+  # The best recipe (the defaults above) with seeds not yet run, so nothing is chosen on its
+  # test figures.
   [hr_small_loso_sn_crop15_sp_s4]="--model emohrnet_small --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 4"
   [hr_small_loso_sn_crop15_sp_s5]="--model emohrnet_small --protocol loso --speaker-norm --clip-seconds 1.5 --eval-whole --speed-perturb 0.1 --seed 5"
 )
