@@ -41,9 +41,10 @@ budget=${RUN_SECONDS:-560}
 epochs=${EPOCHS:-90}
 # Default: the best CPU recipe (speaker-normalised, 1.5-s training crops, speed perturbation 0.1,
 # 90 epochs: 79.7 / 79.8 / 78.1 / 79.2 mean UA for seeds 0-3 on 2026-12-07, 80.6 for seed 4 on
-# 2026-12-08) with new seeds 5 and 6, for its seed spread and an ensemble; and the #7 headline (EmoHRNet-small, plain LOSO). Not a
-# default any more: the W18 preset on that recipe (hr_w18_loso_sn_crop15_sp), 6 points under
-# small on the first three CPU folds (2026-12-07/08). Also defined: hr_small_loso_sn_crop15_s2 and
+# 2026-12-08) with new seeds 5 and 6, for its seed spread and an ensemble; and the #7 headline
+# (EmoHRNet-small, plain LOSO). Not a default any more: the W18 preset on that recipe
+# (hr_w18_loso_sn_crop15_sp), 6 points under small on the first three CPU folds (2026-12-07/08).
+# Also defined: hr_small_loso_sn_crop15_s2 and
 # _s3 (seeds 2 and 3 without speed perturbation), hr_small_loso_sn, hr_compact_loso_sn,
 # hr_compact_loso(_ls), hr_small_loso_ls, hr_small_random5 (speaker-dependent),
 # hr_small_loso_mixup, hr_small_loso_sp, hr_small_loso_sn_sa3 and hr_compact_loso_sn_sa3
